@@ -1,0 +1,339 @@
+/**
+ * The options schema: defaults, validation, environment and file loading.
+ *
+ * One zod schema gives the library its `WirelogOptions` (input) and `Config` (output) types
+ * and the CLI its validation; the `OPTIONS` table maps every setting to its flag and
+ * environment variable so `--help`, env loading and error messages never drift apart.
+ */
+import { readFileSync } from 'node:fs'
+import { z } from 'zod'
+
+const KiB = 1024
+const MiB = 1024 * KiB
+
+const port = z.number().int().min(0).max(65535)
+const nonNegInt = z.number().int().min(0)
+const posInt = z.number().int().min(1)
+
+const rotateSchema = z
+  .object({
+    /** Rotate when the file reaches this many bytes; 0 = never by size. */
+    size: nonNegInt.default(0),
+    /** Rotate every this many seconds; 0 = never by time. */
+    interval: nonNegInt.default(0),
+    /** How many rotated files to keep (`file.1` … `file.N`). */
+    keep: posInt.max(1000).default(5),
+  })
+  .strict()
+
+const logSchema = z
+  .object({
+    /** Write the activity log at all. */
+    enabled: z.boolean().default(true),
+    /** Directory of the activity log (created if missing). */
+    dir: z.string().min(1).default('.'),
+    /** File name of the activity log inside `dir`. */
+    file: z.string().min(1).default('websocket_activity.log'),
+    /** `text` (timestamp, level, sentence, key=value), `json` (NDJSON) or `plain` (sentences only). */
+    format: z.enum(['text', 'json', 'plain']).default('text'),
+    /** Also (or, with `file: false` semantics via `enabled`) write lines to stdout. */
+    stdout: z.boolean().default(false),
+    /** Write every line synchronously: slower, but nothing is lost on `kill -9`. */
+    sync: z.boolean().default(false),
+    /** Lowest level written: `debug` adds `message.sent` lines. */
+    level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    /** Bytes of each message payload shown in the log; the full byte count is always shown. */
+    preview: nonNegInt.max(64 * KiB).default(256),
+    /** Longest time (ms) an asynchronously written line may wait in memory before a write. */
+    flushInterval: posInt.max(10_000).default(50),
+    /** Bytes of pending log lines held in memory while the file is unwritable; beyond, lines are dropped and counted. */
+    maxBuffer: posInt.default(16 * MiB),
+    rotate: rotateSchema.prefault({}),
+  })
+  .strict()
+
+const limitsSchema = z
+  .object({
+    /** Largest accepted message, in bytes (after decompression). Bigger → close 1009. */
+    maxPayload: posInt.default(1 * MiB),
+    /** Most fragments one message may arrive in; 0 = maxPayload / 64 (64-byte fragments are fine). */
+    maxFragments: nonNegInt.default(0),
+    /** Most simultaneous connections; 0 = unlimited. Over → 503 at upgrade. */
+    maxConnections: nonNegInt.default(50_000),
+    /** Most simultaneous connections from one IP; 0 = unlimited. Over → 503 at upgrade. */
+    maxConnectionsPerIp: nonNegInt.default(1_000),
+    /** Outbound bytes queued for one client before it is closed as a slow consumer (4000). */
+    maxBufferedBytes: posInt.default(8 * MiB),
+    /** Messages a client may send per second (token bucket, burst = 2×); 0 = unlimited. */
+    rateLimit: nonNegInt.default(0),
+    /** What to do with messages over the rate limit: drop them, or close with 1008. */
+    rateLimitAction: z.enum(['drop', 'close']).default('close'),
+    /** Milliseconds a client has to send the complete upgrade request headers. */
+    headersTimeout: posInt.default(5_000),
+  })
+  .strict()
+
+const deflateSchema = z
+  .object({
+    /** Only compress outgoing messages at least this big (bytes). */
+    threshold: nonNegInt.default(1024),
+    /** zlib level for outgoing messages (0–9). */
+    level: z.number().int().min(0).max(9).default(1),
+  })
+  .strict()
+
+export const configSchema = z
+  .object({
+    /** Interface to bind. */
+    host: z.string().min(1).default('0.0.0.0'),
+    /** TCP port; 0 picks a free one. */
+    port: port.default(8080),
+    /** `echo` replies to every message; `silent` receives and logs only. */
+    behaviour: z.enum(['echo', 'silent']).default('echo'),
+    /** Prefix of text echoes; empty makes a pure echo server. Binary is always echoed unchanged. */
+    echoPrefix: z.string().default('Echo: '),
+    /**
+     * Heartbeat interval in seconds (the case study's `timeout: 30`): the server pings every
+     * client this often and terminates one that misses `heartbeatMissed` pings in a row.
+     * 0 turns heartbeats off. It never stops the server.
+     */
+    timeout: z.number().min(0).max(86_400).default(30),
+    /** Consecutive unanswered pings before a client is terminated (close 4002 in the log). */
+    heartbeatMissed: posInt.max(100).default(2),
+    /** Seconds a client may send nothing before it is closed with 4001; 0 = never. */
+    idleTimeout: z.number().min(0).max(86_400).default(0),
+    /** Milliseconds `close()` waits for clients to finish the closing handshake before terminating them. */
+    shutdownTimeout: nonNegInt.max(600_000).default(5_000),
+    /** Exact origins allowed to connect (`*` = any; `https://*.example.com` = any subdomain). Empty = any. */
+    allowedOrigins: z.array(z.string().min(1)).default([]),
+    /** Take the client address from `X-Forwarded-For` (only behind a proxy you trust). */
+    trustProxy: z.boolean().default(false),
+    /** permessage-deflate: `false` (default) or its limits. */
+    perMessageDeflate: z.union([z.literal(false), deflateSchema]).default(false),
+    log: logSchema.prefault({}),
+    limits: limitsSchema.prefault({}),
+  })
+  .strict()
+
+/** Options accepted by `createServer()`: every field optional, defaults filled in. */
+export type WirelogOptions = z.input<typeof configSchema>
+/** The validated, frozen configuration a server runs with. */
+export type Config = Readonly<z.output<typeof configSchema>>
+
+/** A configuration error; `message` names the option (or flag) and what it accepts. */
+export class ConfigError extends TypeError {
+  readonly code = 'WIRELOG_ERR_CONFIG'
+}
+
+type Kind = 'string' | 'int' | 'number' | 'bool' | 'enum' | 'list'
+
+export interface OptionSpec {
+  /** Dotted path in the config object. */
+  readonly path: string
+  readonly flag: string
+  readonly env: string
+  readonly kind: Kind
+  readonly values?: readonly string[]
+  readonly help: string
+  /** What the option accepts, for error messages. */
+  readonly accepts: string
+}
+
+function spec(
+  path: string,
+  kind: Kind,
+  help: string,
+  accepts: string,
+  values?: readonly string[],
+): OptionSpec {
+  const flag = `--${path.replace(/^(limits|log)\./, (_m, g) => (g === 'log' ? 'log-' : '')).replace(/[A-Z.]/g, (c) => (c === '.' ? '-' : `-${c.toLowerCase()}`))}`
+  const env = `WIRELOG_${flag.slice(2).replace(/-/g, '_').toUpperCase()}`
+  return values ? { path, flag, env, kind, help, accepts, values } : { path, flag, env, kind, help, accepts }
+}
+
+const INT = 'a whole number'
+const BYTES = 'a whole number of bytes'
+const BOOL = 'true or false'
+
+/** Every CLI flag / environment variable, in `--help` order. */
+export const OPTIONS: readonly OptionSpec[] = [
+  spec('host', 'string', 'interface to bind', 'a host name or IP address'),
+  spec('port', 'int', 'TCP port (0 = any free port)', 'an integer from 0 to 65535'),
+  spec('behaviour', 'enum', 'echo every message, or only receive and log', 'one of: echo, silent', ['echo', 'silent']),
+  spec('echoPrefix', 'string', 'prefix of text echoes; "" for a pure echo server', 'any text'),
+  spec('timeout', 'number', 'heartbeat interval in seconds (0 = off)', 'a number of seconds from 0 to 86400'),
+  spec('heartbeatMissed', 'int', 'unanswered pings before a client is terminated', 'an integer from 1 to 100'),
+  spec('idleTimeout', 'number', 'close clients silent this many seconds (0 = never)', 'a number of seconds from 0 to 86400'),
+  spec('shutdownTimeout', 'int', 'ms to wait for clients on shutdown', 'an integer from 0 to 600000'),
+  spec('allowedOrigins', 'list', 'comma-separated allowed origins (empty = any)', 'a comma-separated list of origins'),
+  spec('trustProxy', 'bool', 'take client IPs from X-Forwarded-For', BOOL),
+  spec('perMessageDeflate', 'bool', 'enable permessage-deflate (with limits)', BOOL),
+  spec('log.enabled', 'bool', 'write the activity log', BOOL),
+  spec('log.dir', 'string', 'activity log directory', 'a directory path'),
+  spec('log.file', 'string', 'activity log file name', 'a file name'),
+  spec('log.format', 'enum', 'activity log format', 'one of: text, json, plain', ['text', 'json', 'plain']),
+  spec('log.stdout', 'bool', 'also write activity lines to stdout', BOOL),
+  spec('log.sync', 'bool', 'write every line synchronously (no loss on kill -9)', BOOL),
+  spec('log.level', 'enum', 'lowest level logged (debug adds sent messages)', 'one of: debug, info, warn, error', ['debug', 'info', 'warn', 'error']),
+  spec('log.preview', 'int', 'bytes of each payload shown in the log', 'an integer from 0 to 65536'),
+  spec('log.flushInterval', 'int', 'longest ms a line waits before it is written', 'an integer from 1 to 10000'),
+  spec('log.maxBuffer', 'int', 'bytes of unwritten lines held before dropping', BYTES),
+  spec('log.rotate.size', 'int', 'rotate the log at this many bytes (0 = off)', BYTES),
+  spec('log.rotate.interval', 'int', 'rotate the log every N seconds (0 = off)', `${INT} of seconds`),
+  spec('log.rotate.keep', 'int', 'rotated files kept', 'an integer from 1 to 1000'),
+  spec('limits.maxPayload', 'int', 'largest message in bytes (bigger → 1009)', BYTES),
+  spec('limits.maxFragments', 'int', 'most fragments per message (0 = maxPayload/64)', INT),
+  spec('limits.maxConnections', 'int', 'most simultaneous clients (0 = unlimited)', INT),
+  spec('limits.maxConnectionsPerIp', 'int', 'most simultaneous clients per IP (0 = unlimited)', INT),
+  spec('limits.maxBufferedBytes', 'int', 'outbound bytes queued per client before 4000', BYTES),
+  spec('limits.rateLimit', 'int', 'messages per second per client (0 = unlimited)', INT),
+  spec('limits.rateLimitAction', 'enum', 'over the rate limit: drop or close (1008)', 'one of: drop, close', ['drop', 'close']),
+  spec('limits.headersTimeout', 'int', 'ms to receive the upgrade request headers', INT),
+]
+
+const byPath = new Map(OPTIONS.map((o) => [o.path, o]))
+
+/** The default of every option, as `--help` shows it. */
+export function defaults(): Config {
+  return configSchema.parse({})
+}
+
+/** Read a dotted path out of a config object. */
+export function getPath(obj: unknown, path: string): unknown {
+  let cur: unknown = obj
+  for (const key of path.split('.')) {
+    if (cur === null || typeof cur !== 'object') return undefined
+    cur = (cur as Record<string, unknown>)[key]
+  }
+  return cur
+}
+
+function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split('.')
+  let cur = obj
+  for (let i = 0; i < keys.length - 1; i++) {
+    const k = keys[i]!
+    if (cur[k] === null || typeof cur[k] !== 'object') cur[k] = {}
+    cur = cur[k] as Record<string, unknown>
+  }
+  cur[keys[keys.length - 1]!] = value
+}
+
+/** Turn one string (from argv or env) into the value the schema expects, or throw naming `name`. */
+export function coerce(opt: OptionSpec, raw: string, name: string): unknown {
+  const bad = (): never => {
+    throw new ConfigError(`${name}: expected ${opt.accepts}, got ${JSON.stringify(raw)}`)
+  }
+  switch (opt.kind) {
+    case 'string':
+      return raw
+    case 'int': {
+      if (!/^-?\d+$/.test(raw.trim())) bad()
+      return Number(raw)
+    }
+    case 'number': {
+      const n = Number(raw)
+      if (raw.trim() === '' || !Number.isFinite(n)) bad()
+      return n
+    }
+    case 'bool': {
+      const v = raw.trim().toLowerCase()
+      if (['true', '1', 'yes', 'on', ''].includes(v)) return opt.path === 'perMessageDeflate' ? {} : true
+      if (['false', '0', 'no', 'off'].includes(v)) return false
+      return bad()
+    }
+    case 'enum':
+      if (!opt.values!.includes(raw)) bad()
+      return raw
+    case 'list':
+      return raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0)
+  }
+}
+
+/** Values from `WIRELOG_*` environment variables. */
+export function fromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const opt of OPTIONS) {
+    const raw = env[opt.env]
+    if (raw !== undefined) setPath(out, opt.path, coerce(opt, raw, opt.env))
+  }
+  return out
+}
+
+/** Values from a JSON config file (same shape as `createServer()` options). */
+export function fromFile(file: string): Record<string, unknown> {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`--config: cannot read ${file}: ${(err as Error).message}`)
+  }
+  try {
+    const v = JSON.parse(text) as unknown
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object')
+    return v as Record<string, unknown>
+  } catch (err) {
+    throw new ConfigError(`--config: ${file} is not a JSON object: ${(err as Error).message}`)
+  }
+}
+
+/** Apply one parsed flag value onto a partial options object. */
+export function applyOption(target: Record<string, unknown>, opt: OptionSpec, value: unknown): void {
+  setPath(target, opt.path, value)
+}
+
+/** Deep-merge plain objects (arrays and scalars replace). */
+export function merge(...layers: Record<string, unknown>[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const layer of layers) mergeInto(out, layer)
+  return out
+}
+
+function mergeInto(dst: Record<string, unknown>, src: Record<string, unknown>): void {
+  for (const [k, v] of Object.entries(src)) {
+    const cur = dst[k]
+    if (isPlain(v) && isPlain(cur)) mergeInto(cur, v)
+    else dst[k] = isPlain(v) ? merge(v) : v
+  }
+}
+
+function isPlain(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v)
+}
+
+function deepFreeze<T>(obj: T): T {
+  if (obj !== null && typeof obj === 'object') {
+    for (const v of Object.values(obj)) deepFreeze(v)
+    Object.freeze(obj)
+  }
+  return obj
+}
+
+/**
+ * Validate options into a frozen `Config`. A bad value throws a `ConfigError` naming the
+ * option (`naming: 'flag'` names the CLI flag instead) and what it accepts.
+ */
+export function resolveConfig(
+  options: WirelogOptions | Record<string, unknown> = {},
+  naming: 'option' | 'flag' = 'option',
+): Config {
+  const result = configSchema.safeParse(options)
+  if (!result.success) {
+    const issue = result.error.issues[0]!
+    const path = issue.path.map(String).join('.')
+    const opt = byPath.get(path)
+    const got = getPath(options, path)
+    const label = naming === 'flag' && opt ? opt.flag : path ? `option "${path}"` : 'options'
+    const accepts = opt ? `expected ${opt.accepts}` : issue.message
+    const gotText = got === undefined ? '' : `, got ${JSON.stringify(got)}`
+    throw new ConfigError(
+      issue.code === 'unrecognized_keys'
+        ? `${label}: unknown option${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`
+        : `${label}: ${accepts}${gotText}`,
+    )
+  }
+  return deepFreeze(result.data)
+}
