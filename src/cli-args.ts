@@ -112,8 +112,13 @@ export function configFrom(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const file = configFile ? fromFile(configFile) : {}
   const envValues = fromEnv(env)
   const merged = merge(file, envValues, parsed.values)
-  // Name CLI flags in errors when the bad value came from argv.
-  const naming = Object.keys(parsed.values).length > 0 ? 'flag' : 'option'
-  return { parsed, config: resolveConfig(merged, naming) }
+  // Name the flag, variable or file the bad value came from.
+  const label = (path: string, opt: OptionSpec | undefined): string | undefined => {
+    if (opt && getPath(parsed.values, path) !== undefined) return opt.flag
+    if (opt && getPath(envValues, path) !== undefined) return opt.env
+    if (configFile && getPath(file, path) !== undefined) return `option "${path}" in ${configFile}`
+    return undefined
+  }
+  return { parsed, config: resolveConfig(merged, label) }
 }
 

@@ -314,11 +314,12 @@ function deepFreeze<T>(obj: T): T {
 
 /**
  * Validate options into a frozen `Config`. A bad value throws a `ConfigError` naming the
- * option (`naming: 'flag'` names the CLI flag instead) and what it accepts.
+ * option and what it accepts; `labelFor` may name it differently (the CLI names the flag or
+ * environment variable the value came from).
  */
 export function resolveConfig(
   options: WirelogOptions | Record<string, unknown> = {},
-  naming: 'option' | 'flag' = 'option',
+  labelFor?: (path: string, opt: OptionSpec | undefined) => string | undefined,
 ): Config {
   const result = configSchema.safeParse(options)
   if (!result.success) {
@@ -326,8 +327,8 @@ export function resolveConfig(
     const path = issue.path.map(String).join('.')
     const opt = byPath.get(path)
     const got = getPath(options, path)
-    const label = naming === 'flag' && opt ? opt.flag : path ? `option "${path}"` : 'options'
-    const accepts = opt ? `expected ${opt.accepts}` : issue.message
+    const label = labelFor?.(path, opt) ?? (path ? `option "${path}"` : 'options')
+    const accepts = opt && issue.code !== 'unrecognized_keys' ? `expected ${opt.accepts}` : issue.message
     const gotText = got === undefined ? '' : `, got ${JSON.stringify(got)}`
     throw new ConfigError(
       issue.code === 'unrecognized_keys'

@@ -64,19 +64,29 @@ export function readLines(path: string): string[] {
 }
 
 /** Poll `fn` until it returns a truthy value; fail after `timeoutMs` with `what`. */
-export async function waitFor<T>(fn: () => T | Promise<T>, what = 'condition', timeoutMs = 5000): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  fn: () => T | Promise<T>,
+  what = 'condition',
+  timeoutMs = 5000,
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs
   let last: T | undefined
   for (;;) {
     last = await fn()
     if (last) return last as NonNullable<T>
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 10))
   }
 }
 
 /** Wait until the log file holds a line matching `re` (returns all matching lines). */
-export function waitForLine(path: string, re: RegExp, count = 1, timeoutMs = 5000): Promise<string[]> {
+export function waitForLine(
+  path: string,
+  re: RegExp,
+  count = 1,
+  timeoutMs = 5000,
+): Promise<string[]> {
   return waitFor(
     () => {
       const m = readLines(path).filter((l) => re.test(l))
@@ -97,7 +107,10 @@ export interface TestClient {
   waitMessages(n: number, timeoutMs?: number): Promise<Array<string | Buffer>>
 }
 
-export async function connect(url: string, opts: ConstructorParameters<typeof WebSocket>[2] = {}): Promise<TestClient> {
+export async function connect(
+  url: string,
+  opts: ConstructorParameters<typeof WebSocket>[2] = {},
+): Promise<TestClient> {
   const ws = new WebSocket(url, opts)
   const received: Array<string | Buffer> = []
   const waiters: Array<() => void> = []
@@ -122,7 +135,10 @@ export async function connect(url: string, opts: ConstructorParameters<typeof We
             resolve(received)
           } else waiters.push(check)
         }
-        const t = setTimeout(() => reject(new Error(`timed out waiting for ${n} messages (got ${received.length})`)), timeoutMs)
+        const t = setTimeout(
+          () => reject(new Error(`timed out waiting for ${n} messages (got ${received.length})`)),
+          timeoutMs,
+        )
         check()
       }),
   }
@@ -137,7 +153,10 @@ export interface Child {
 }
 
 /** Run the CLI as a real child process. */
-export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Child {
+export function runCli(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Child {
   const proc = spawn(process.execPath, [CLI, ...args], {
     cwd: opts.cwd ?? ROOT,
     env: { ...process.env, ...opts.env },
@@ -158,8 +177,35 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: st
 }
 
 /** Start the CLI on port 0 and wait for its "listening on" line; returns the port. */
-export async function startCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Child & { port: number }> {
+export async function startCli(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<Child & { port: number }> {
   const child = runCli(['--host', '127.0.0.1', '--port', '0', ...args], opts)
-  const m = await waitFor(() => /listening on ws:\/\/[^:]+:(\d+)/.exec(child.stderr()), 'CLI to listen', 10_000)
+  const m = await waitFor(
+    () => /listening on ws:\/\/[^:]+:(\d+)/.exec(child.stderr()),
+    'CLI to listen',
+    10_000,
+  )
   return { ...child, port: Number(m[1]) }
+}
+
+/** Attempt a WebSocket connection that the server should refuse; resolves with the HTTP status. */
+export function expectRejected(
+  url: string,
+  opts: ConstructorParameters<typeof WebSocket>[2] = {},
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, opts)
+    ws.on('open', () => {
+      ws.terminate()
+      reject(new Error('connection was accepted'))
+    })
+    ws.on('unexpected-response', (_req, res) => {
+      res.resume()
+      resolve(res.statusCode ?? 0)
+      ws.terminate()
+    })
+    ws.on('error', () => {})
+  })
 }

@@ -1,0 +1,161 @@
+import { strict as assert } from 'node:assert'
+import { describe, it } from 'node:test'
+import { EventBus, type WsEvents } from '../src/index.js'
+
+describe('EventBus', () => {
+  it('delivers register/trigger payloads synchronously, in registration order', () => {
+    const bus = new EventBus()
+    const seen: string[] = []
+    bus.register('app', 'order.created', (e) => {
+      seen.push(`a${String(e.id)}`)
+    })
+    bus.register('app', 'order.created', (e) => {
+      seen.push(`b${String(e.id)}`)
+    })
+    const n = bus.trigger('app', 'order.created', { id: 42 })
+    assert.equal(n, 2)
+    assert.deepEqual(seen, ['a42', 'b42'])
+  })
+
+  it('types built-in payloads (the seed call shape compiles and works)', () => {
+    const bus = new EventBus()
+    const lines: string[] = []
+    const log = (s: string): void => {
+      lines.push(s)
+    }
+    bus.register('ws', 'message.received', (e) => log(`Message received: ${e.data}`))
+    const payload = {
+      data: 'Hello Server',
+      bytes: 12,
+      binary: false,
+    } as unknown as WsEvents['message.received']
+    bus.trigger('ws', 'message.received', payload)
+    assert.deepEqual(lines, ['Message received: Hello Server'])
+  })
+
+  it('on() returns an unsubscribe function; off() removes; once() fires once', () => {
+    const bus = new EventBus()
+    let a = 0
+    let b = 0
+    let c = 0
+    const unsub = bus.on('x', 'e', () => {
+      a++
+    })
+    const hb = (): void => {
+      b++
+    }
+    bus.on('x', 'e', hb)
+    bus.once('x', 'e', () => {
+      c++
+    })
+    bus.trigger('x', 'e', {})
+    unsub()
+    bus.off('x', 'e', hb)
+    bus.trigger('x', 'e', {})
+    assert.deepEqual([a, b, c], [1, 1, 1])
+    assert.equal(bus.listenerCount('x', 'e'), 0)
+  })
+
+  it('matches ns:* and *:* wildcards and passes the event name and namespace', () => {
+    const bus = new EventBus()
+    const seen: string[] = []
+    bus.on('app', '*', (_p, name, ns) => {
+      seen.push(`app* ${ns}:${name}`)
+    })
+    bus.on('*', '*', (_p, name, ns) => {
+      seen.push(`** ${ns}:${name}`)
+    })
+    bus.trigger('app', 'a', {})
+    bus.trigger('other', 'b', {})
+    assert.deepEqual(seen, ['app* app:a', '** app:a', '** other:b'])
+    assert.throws(() => bus.trigger('*', 'x', {} as never), /concrete/)
+  })
+
+  it('isolates a throwing handler, reports handler.failed, keeps delivering', () => {
+    const bus = new EventBus()
+    const failures: Array<WsEvents['handler.failed']> = []
+    let after = 0
+    bus.on('ws', 'handler.failed', (f) => {
+      failures.push(f)
+    })
+    bus.on('app', 'boom', () => {
+      throw new Error('sync boom')
+    })
+    bus.on('app', 'boom', () => {
+      after++
+    })
+    bus.trigger('app', 'boom', {})
+    assert.equal(after, 1)
+    assert.equal(failures.length, 1)
+    assert.equal(failures[0]!.event, 'app:boom')
+    assert.match(String(failures[0]!.error), /sync boom/)
+  })
+
+  it('reports a rejected async handler without awaiting it', async () => {
+    const bus = new EventBus()
+    const failed = new Promise<WsEvents['handler.failed']>((resolve) =>
+      bus.once('ws', 'handler.failed', resolve),
+    )
+    let settled = false
+    bus.on('app', 'later', async () => {
+      await new Promise((r) => setTimeout(r, 5))
+      settled = true
+      throw new Error('async boom')
+    })
+    bus.trigger('app', 'later', {})
+    assert.equal(settled, false, 'trigger returned before the async handler finished')
+    const f = await failed
+    assert.equal(f.event, 'app:later')
+    assert.match(String(f.error), /async boom/)
+  })
+
+  it('does not recurse when a handler.failed handler itself throws', () => {
+    const bus = new EventBus()
+    let calls = 0
+    bus.on('ws', 'handler.failed', () => {
+      calls++
+      throw new Error('bad reporter')
+    })
+    bus.on('app', 'x', () => {
+      throw new Error('first')
+    })
+    const warnings: string[] = []
+    const onWarning = (w: Error): void => {
+      warnings.push(w.message)
+    }
+    process.on('warning', onWarning)
+    try {
+      bus.trigger('app', 'x', {})
+    } finally {
+      process.off('warning', onWarning)
+    }
+    assert.equal(calls, 1)
+  })
+
+  it('rejects bad registrations with a TypeError', () => {
+    const bus = new EventBus()
+    assert.throws(() => bus.on('', 'x', () => {}), TypeError)
+    assert.throws(() => bus.on('a', '', () => {}), TypeError)
+    assert.throws(() => bus.on('a', 'b', 42 as never), TypeError)
+  })
+
+  it('unsubscribing during dispatch does not skip other handlers', () => {
+    const bus = new EventBus()
+    const seen: number[] = []
+    const unsubs: Array<() => void> = []
+    unsubs.push(
+      bus.on('a', 'e', () => {
+        seen.push(1)
+        unsubs[1]!()
+      }),
+    )
+    unsubs.push(
+      bus.on('a', 'e', () => {
+        seen.push(2)
+      }),
+    )
+    bus.trigger('a', 'e', {})
+    bus.trigger('a', 'e', {})
+    assert.deepEqual(seen, [1, 2, 1])
+  })
+})
