@@ -83,6 +83,10 @@ export class WirelogServer {
       maxPayload: limits.maxPayload,
       // 64-byte fragments of a maximum-size message must still pass.
       maxFragments: limits.maxFragments > 0 ? limits.maxFragments : Math.ceil(limits.maxPayload / 64) + 1,
+      // Socket reads held while a frame is incomplete. ws's default (262,144) lets a client
+      // trickling one byte per TCP segment pin ~50 MB (≈200 B per 1-byte read) on one
+      // connection; a legitimate maximum-size frame arrives in far fewer, far larger reads.
+      maxBufferedChunks: Math.max(1024, Math.ceil(limits.maxPayload / 256)),
       perMessageDeflate:
         cfg.perMessageDeflate === false
           ? false
@@ -281,25 +285,42 @@ export class WirelogServer {
     socket.on('error', noop)
     const cfg = this.config
     const ip = clientAddress(req, cfg.trustProxy)
-    if (this.#state !== 'RUNNING') return this.#reject(socket, req, ip, 503, 'server shutting down')
-    const origin = header(req, 'origin')
-    if (!originAllowed(origin, cfg.allowedOrigins)) return this.#reject(socket, req, ip, 403, 'origin not allowed')
-    const limits = cfg.limits
-    if (limits.maxConnections > 0 && this.#clients.size >= limits.maxConnections) {
-      return this.#reject(socket, req, ip, 503, 'server at capacity', { 'Retry-After': '5' })
-    }
-    if (limits.maxConnectionsPerIp > 0 && (this.#perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
-      return this.#reject(socket, req, ip, 503, 'too many connections from this address', { 'Retry-After': '5' })
+    const refusal = this.#admission(req, ip)
+    if (refusal !== undefined) {
+      this.#reject(socket, req, ip, refusal.status, refusal.reason, refusal.headers)
+      return
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => this.#onConnection(ws, req, socket, ip))
   }
 
+  /** Why an upgrade from `ip` must be refused before the 101, or undefined to accept it. */
+  #admission(req: IncomingMessage, ip: string): { status: number; reason: string; headers?: Record<string, string> } | undefined {
+    const cfg = this.config
+    if (this.#state !== 'RUNNING') return { status: 503, reason: 'server shutting down' }
+    if (!originAllowed(header(req, 'origin'), cfg.allowedOrigins)) return { status: 403, reason: 'origin not allowed' }
+    const limits = cfg.limits
+    const retry = { 'Retry-After': '5' }
+    if (limits.maxConnections > 0 && this.#clients.size >= limits.maxConnections) {
+      return { status: 503, reason: 'server at capacity', headers: retry }
+    }
+    if (limits.maxConnectionsPerIp > 0 && (this.#perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
+      return { status: 503, reason: 'too many connections from this address', headers: retry }
+    }
+    return undefined
+  }
+
   /** ws found the handshake invalid (bad method, key, version, …): answer and log it. */
   #onHandshakeError(err: Error & { code?: string }, socket: Duplex, req: IncomingMessage): void {
-    // ws hands over only the message; its status is 405 for a bad method, 400 otherwise.
-    const status = /method/i.test(err.message) ? 405 : 400
+    // ws hands over only the message: 405 for a bad method; a version we do not speak is
+    // 426 with the versions we do (RFC 6455 §4.4); anything else malformed is 400.
+    const badVersion = /version/i.test(err.message) && req.headers['sec-websocket-version'] !== undefined
+    const status = /method/i.test(err.message) ? 405 : badVersion ? 426 : 400
     const headers: Record<string, string> =
-      status === 405 ? { Allow: 'GET' } : /version/i.test(err.message) ? { 'Sec-WebSocket-Version': '13, 8' } : {}
+      status === 405
+        ? { Allow: 'GET' }
+        : /version/i.test(err.message)
+          ? { ...(badVersion ? { Upgrade: 'websocket' } : {}), 'Sec-WebSocket-Version': '13, 8' }
+          : {}
     this.#reject(socket, req, clientAddress(req, this.config.trustProxy), status, err.message, headers)
   }
 
