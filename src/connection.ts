@@ -5,6 +5,7 @@
  * client only through this class.
  */
 import type { Socket } from 'node:net'
+import { TextDecoder } from 'node:util'
 import type { WebSocket } from 'ws'
 import { CloseCode } from './close-codes.js'
 
@@ -110,6 +111,7 @@ export class Connection implements Client {
     this.path = init.path
     this.#maxBuffered = init.maxBufferedBytes
     this.#hooks = init.hooks
+    failFastOnInvalidUtf8(ws)
   }
 
   get protocol(): string {
@@ -205,6 +207,58 @@ export class Connection implements Client {
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
     }
+  }
+}
+
+/** The parts of ws's (private) Receiver that `failFastOnInvalidUtf8` relies on. */
+interface ReceiverInternals {
+  _fin: boolean
+  _opcode: number
+  _fragments: Buffer[]
+  dataMessage(cb: (err?: Error) => void): void
+  createError(ctor: ErrorConstructor, msg: string, prefix: boolean, status: number, code: string): Error
+}
+
+/**
+ * ws checks the UTF-8 of a text message only once the message is complete, so a client can
+ * stream up to `maxPayload` bytes after an invalid first fragment. This checks every non-final
+ * fragment of a text message as it arrives (a streaming decoder keeps a code point split
+ * across fragments pending) and fails the message through ws's own error path: close 1007,
+ * `'error'` with `WS_ERR_INVALID_UTF8`. The final fragment is left to ws's own check. A no-op
+ * should ws's receiver ever stop looking like this.
+ */
+function failFastOnInvalidUtf8(ws: WebSocket): void {
+  const r = (ws as unknown as { _receiver?: ReceiverInternals })._receiver
+  if (
+    r === undefined ||
+    typeof r.dataMessage !== 'function' ||
+    typeof r.createError !== 'function' ||
+    !Array.isArray(r._fragments)
+  ) {
+    return
+  }
+  const dataMessage = r.dataMessage
+  let decoder: TextDecoder | undefined
+  let checked = 0
+  r.dataMessage = function (this: ReceiverInternals, cb: (err?: Error) => void): void {
+    if (this._fin) {
+      decoder = undefined
+      checked = 0
+    } else if (this._opcode === 1) {
+      decoder ??= new TextDecoder('utf-8', { fatal: true })
+      try {
+        for (; checked < this._fragments.length; checked++) {
+          decoder.decode(this._fragments[checked], { stream: true })
+        }
+      } catch {
+        decoder = undefined
+        checked = 0
+        const code = 'WS_ERR_INVALID_UTF8'
+        cb(this.createError(Error, 'invalid UTF-8 sequence', true, CloseCode.INVALID_PAYLOAD, code))
+        return
+      }
+    }
+    dataMessage.call(this, cb)
   }
 }
 
