@@ -17,9 +17,14 @@ const FAILURE_LINES_PER_SECOND = 5
 const MAX_USER_DATA = 4096
 
 export interface ActivityLogStats {
+  /** Lines formatted and handed to the sinks. */
   lines: number
+  /** Lines lost because the file was unwritable and `maxBuffer` was full. */
   dropped: number
+  /** Failed write attempts (a failing disk is retried every second). */
   writeErrors: number
+  /** Bytes of lines held in memory, not yet written (at most about `maxBuffer`). */
+  buffered: number
 }
 
 export class ActivityLog {
@@ -27,12 +32,16 @@ export class ActivityLog {
   #cfg: Config['log']
   #b: LineBuilder
   #sinks: Sink[] = []
+  /** Sinks closed by `close()`: their counters still count in `stats`. */
+  #closedSinks: Sink[] = []
   #minLevel: number
   #unsubscribe: (() => void) | undefined
   #lines = 0
   #failures = new Map<string, { windowStart: number; count: number; suppressed: number }>()
   #failureTimer: NodeJS.Timeout | undefined
   #rotateTimer: NodeJS.Timeout | undefined
+  /** `#lines` right after the last timed rotation: an idle log is not rotated again. */
+  #linesAtRotate = -1
   #bus: EventBus | undefined
   #report: (msg: string) => void
 
@@ -58,18 +67,34 @@ export class ActivityLog {
         rotateSize: this.#cfg.rotate.size,
         rotateKeep: this.#cfg.rotate.keep,
         onError: (err) => {
-          this.#report(`wirelog: activity log write failed (${path}): ${err.code ?? err.message}; retrying, lines kept in memory up to ${this.#cfg.maxBuffer} bytes`)
-          this.#bus?.trigger('ws', 'log.error', { path, code: err.code ?? 'EIO', message: err.message })
+          this.#report(
+            `wirelog: activity log write failed (${path}): ${err.code ?? err.message}; retrying, lines kept in memory up to ${this.#cfg.maxBuffer} bytes`,
+          )
+          this.#bus?.trigger('ws', 'log.error', {
+            path,
+            code: err.code ?? 'EIO',
+            message: err.message,
+          })
         },
-        onRecover: (dropped) => {
-          this.#report(`wirelog: activity log writable again (${path}); ${dropped} lines dropped meanwhile`)
-          this.#bus?.trigger('ws', 'log.dropped', { path, dropped })
+        onRecover: (dropped, failed) => {
+          this.#report(
+            failed
+              ? `wirelog: activity log writable again (${path}); ${dropped} lines dropped meanwhile`
+              : `wirelog: activity log could not keep up (${path}); ${dropped} lines dropped (log.maxBuffer ${this.#cfg.maxBuffer} bytes)`,
+          )
+          if (dropped > 0) this.#bus?.trigger('ws', 'log.dropped', { path, dropped })
         },
         onRotate: (rotatedTo) => this.#bus?.trigger('ws', 'log.rotated', { path, rotatedTo }),
+        onReopen: (reason) =>
+          this.#report(`wirelog: activity log file was ${reason} (${path}); reopened at its path`),
       })
       this.#sinks.push(sink)
       if (this.#cfg.rotate.interval > 0) {
-        this.#rotateTimer = setInterval(() => sink.rotate(), this.#cfg.rotate.interval * 1000)
+        this.#rotateTimer = setInterval(() => {
+          // Nothing but the previous "Log rotated" line since then: keep the file.
+          if (this.#lines === this.#linesAtRotate) return
+          if (sink.rotate()) this.#linesAtRotate = this.#lines
+        }, this.#cfg.rotate.interval * 1000)
         this.#rotateTimer.unref()
       }
     }
@@ -85,11 +110,13 @@ export class ActivityLog {
   get stats(): ActivityLogStats {
     let dropped = 0
     let writeErrors = 0
-    for (const s of this.#sinks) {
+    let buffered = 0
+    for (const s of [...this.#sinks, ...this.#closedSinks]) {
       dropped += s.dropped
       writeErrors += s.errors
+      buffered += s.buffered
     }
-    return { lines: this.#lines, dropped, writeErrors }
+    return { lines: this.#lines, dropped, writeErrors, buffered }
   }
 
   /** Format and write one event. */
@@ -125,7 +152,9 @@ export class ActivityLog {
         } else {
           const p = textPreview(m.raw, max)
           truncated = p.truncated
-          sentence = truncated ? `Message received: ${p.text}… (${m.bytes} bytes)` : `Message received: ${p.text}`
+          sentence = truncated
+            ? `Message received: ${p.text}… (${m.bytes} bytes)`
+            : `Message received: ${p.text}`
         }
         b.begin(LEVELS.info, name, sentence)
         b.str('client', c.id)
@@ -254,7 +283,10 @@ export class ActivityLog {
     const max = Math.max(this.#cfg.preview, 16)
     const preview = data.length > max ? `${data.slice(0, max)}… (${data.length} chars)` : data
     b.begin(LEVELS.info, event, `Event ${escapeText(event)}: ${escapeText(preview)}`)
-    b.json('data', data.length <= MAX_USER_DATA ? data : jsonString(`${data.slice(0, MAX_USER_DATA)}…`))
+    b.json(
+      'data',
+      data.length <= MAX_USER_DATA ? data : jsonString(`${data.slice(0, MAX_USER_DATA)}…`),
+    )
   }
 
   /** At most FAILURE_LINES_PER_SECOND lines per event per second; then one summary. */
@@ -289,7 +321,11 @@ export class ActivityLog {
   #summarise(event: string, w: { suppressed: number }): void {
     if (w.suppressed === 0) return
     const b = this.#b
-    b.begin(LEVELS.error, 'handler.failed', `Handler failed: ${escapeText(event)} (${w.suppressed} more failures suppressed)`)
+    b.begin(
+      LEVELS.error,
+      'handler.failed',
+      `Handler failed: ${escapeText(event)} (${w.suppressed} more failures suppressed)`,
+    )
     b.str('handler_event', event)
     b.num('suppressed', w.suppressed)
     w.suppressed = 0
@@ -328,6 +364,7 @@ export class ActivityLog {
     this.#unsubscribe = undefined
     const sinks = this.#sinks
     this.#sinks = []
+    this.#closedSinks.push(...sinks)
     await Promise.all(sinks.map((s) => s.close()))
   }
 }

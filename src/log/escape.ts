@@ -20,7 +20,9 @@ function escapeChar(c: string): string {
       return '\\\\'
     default: {
       const code = c.charCodeAt(0)
-      return code > 0xff ? `\\u${code.toString(16).padStart(4, '0')}` : `\\x${code.toString(16).padStart(2, '0')}`
+      return code > 0xff
+        ? `\\u${code.toString(16).padStart(4, '0')}`
+        : `\\x${code.toString(16).padStart(2, '0')}`
     }
   }
 }
@@ -44,7 +46,10 @@ const JSON_PLAIN = /^[\x20-\x21\x23-\x5b\x5d-\x7e]*$/
 /** A JSON string literal that also escapes U+2028/2029 and C1 controls. */
 export function jsonString(s: string): string {
   if (JSON_PLAIN.test(s)) return `"${s}"`
-  return JSON.stringify(s).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  return JSON.stringify(s).replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  )
 }
 
 /** Largest index ≤ `end` that does not split a UTF-8 sequence in `buf`. */
