@@ -35,13 +35,18 @@ events.register('ws', 'message.received', (e) => {
   console.log(`[app] ${e.client.id} said: ${e.binary ? `<${e.bytes} bytes>` : e.data}`)
 })
 events.register('ws', 'client.disconnected', (e) => {
-  console.log(`[app] bye ${e.client.ip} (code ${e.code}, ${e.messagesIn} messages in ${e.durationMs} ms)`)
+  console.log(
+    `[app] bye ${e.client.ip} (code ${e.code}, ${e.messagesIn} messages in ${e.durationMs} ms)`,
+  )
 })
 
 // Application events go through the same bus and into the same log.
-events.register('app', 'milestone', (e) => console.log(`[app] milestone: ${String(e.clients)} clients`))
+events.register('app', 'milestone', (e) =>
+  console.log(`[app] milestone: ${String(e.clients)} clients`),
+)
 events.register('ws', 'client.connected', () => {
-  if (server.clients.size % 100 === 0) events.trigger('app', 'milestone', { clients: server.clients.size })
+  if (server.clients.size % 100 === 0)
+    events.trigger('app', 'milestone', { clients: server.clients.size })
 })
 
 // 4. Bind and serve until SIGINT/SIGTERM, then shut down gracefully (clients get 1001,

@@ -19,7 +19,9 @@ import {
 } from './config.js'
 
 export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string
+  }
   return pkg.version
 }
 
@@ -32,8 +34,12 @@ function showDefault(v: unknown): string {
 export function helpText(): string {
   const d = defaults()
   const rows = OPTIONS.map((o) => {
-    const value = o.kind === 'bool' ? '' : o.kind === 'enum' ? ` <${o.values!.join('|')}>` : ' <value>'
-    return [`  ${o.flag}${value}`, `${o.help} (default: ${showDefault(getPath(d, o.path))}; env ${o.env})`]
+    const value =
+      o.kind === 'bool' ? '' : o.kind === 'enum' ? ` <${o.values!.join('|')}>` : ' <value>'
+    return [
+      `  ${o.flag}${value}`,
+      `${o.help} (default: ${showDefault(getPath(d, o.path))}; env ${o.env})`,
+    ]
   })
   const width = Math.max(...rows.map((r) => r[0]!.length)) + 2
   return [
@@ -76,7 +82,8 @@ export function parseArgs(argv: readonly string[]): Parsed {
       out.version = true
       continue
     }
-    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument ${JSON.stringify(arg)} (see --help)`)
+    if (!arg.startsWith('--'))
+      throw new ConfigError(`unexpected argument ${JSON.stringify(arg)} (see --help)`)
     const eq = arg.indexOf('=')
     const flag = eq > 0 ? arg.slice(0, eq) : arg
     let value: string | undefined = eq > 0 ? arg.slice(eq + 1) : undefined
@@ -106,7 +113,10 @@ export function parseArgs(argv: readonly string[]): Parsed {
 }
 
 /** Combine defaults < config file < environment < flags into a validated config. */
-export function configFrom(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { parsed: Parsed; config: Config } {
+export function configFrom(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { parsed: Parsed; config: Config } {
   const parsed = parseArgs(argv)
   const configFile = parsed.config ?? env.WIRELOG_CONFIG
   const file = configFile ? fromFile(configFile) : {}
@@ -121,4 +131,3 @@ export function configFrom(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   return { parsed, config: resolveConfig(merged, label) }
 }
-

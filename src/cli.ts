@@ -35,7 +35,9 @@ async function main(argv: readonly string[] = process.argv.slice(2)): Promise<vo
   try {
     const addr = await server.listen()
     const where = server.activityLog?.path ? `, logging to ${server.activityLog.path}` : ''
-    process.stderr.write(`wirelog ${version()} listening on ws://${config.host}:${addr.port}${where}\n`)
+    process.stderr.write(
+      `wirelog ${version()} listening on ws://${config.host}:${addr.port}${where}\n`,
+    )
   } catch (err) {
     process.stderr.write(`wirelog: cannot start: ${(err as Error).message}\n`)
     process.exitCode = 1
@@ -65,7 +67,9 @@ function installSignals(server: WirelogServer): void {
   process.on('SIGTERM', stop)
   process.on('SIGHUP', () => server.activityLog?.reopen())
   const fatal = (err: unknown): void => {
-    process.stderr.write(`wirelog: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+    process.stderr.write(
+      `wirelog: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    )
     server.activityLog?.flushSync()
     process.exit(1)
   }

@@ -148,7 +148,9 @@ function spec(
 ): OptionSpec {
   const flag = `--${path.replace(/^(limits|log)\./, (_m, g) => (g === 'log' ? 'log-' : '')).replace(/[A-Z.]/g, (c) => (c === '.' ? '-' : `-${c.toLowerCase()}`))}`
   const env = `WIRELOG_${flag.slice(2).replace(/-/g, '_').toUpperCase()}`
-  return values ? { path, flag, env, kind, help, accepts, values } : { path, flag, env, kind, help, accepts }
+  return values
+    ? { path, flag, env, kind, help, accepts, values }
+    : { path, flag, env, kind, help, accepts }
 }
 
 const INT = 'a whole number'
@@ -159,35 +161,99 @@ const BOOL = 'true or false'
 export const OPTIONS: readonly OptionSpec[] = [
   spec('host', 'string', 'interface to bind', 'a host name or IP address'),
   spec('port', 'int', 'TCP port (0 = any free port)', 'an integer from 0 to 65535'),
-  spec('behaviour', 'enum', 'echo every message, or only receive and log', 'one of: echo, silent', ['echo', 'silent']),
+  spec('behaviour', 'enum', 'echo every message, or only receive and log', 'one of: echo, silent', [
+    'echo',
+    'silent',
+  ]),
   spec('echoPrefix', 'string', 'prefix of text echoes; "" for a pure echo server', 'any text'),
-  spec('timeout', 'number', 'heartbeat interval in seconds (0 = off)', 'a number of seconds from 0 to 86400'),
-  spec('heartbeatMissed', 'int', 'unanswered pings before a client is terminated', 'an integer from 1 to 100'),
-  spec('idleTimeout', 'number', 'close clients silent this many seconds (0 = never)', 'a number of seconds from 0 to 86400'),
-  spec('shutdownTimeout', 'int', 'ms to wait for clients on shutdown', 'an integer from 0 to 600000'),
-  spec('allowedOrigins', 'list', 'comma-separated allowed origins (empty = any)', 'a comma-separated list of origins'),
+  spec(
+    'timeout',
+    'number',
+    'heartbeat interval in seconds (0 = off)',
+    'a number of seconds from 0 to 86400',
+  ),
+  spec(
+    'heartbeatMissed',
+    'int',
+    'unanswered pings before a client is terminated',
+    'an integer from 1 to 100',
+  ),
+  spec(
+    'idleTimeout',
+    'number',
+    'close clients silent this many seconds (0 = never)',
+    'a number of seconds from 0 to 86400',
+  ),
+  spec(
+    'shutdownTimeout',
+    'int',
+    'ms to wait for clients on shutdown',
+    'an integer from 0 to 600000',
+  ),
+  spec(
+    'allowedOrigins',
+    'list',
+    'comma-separated allowed origins (empty = any)',
+    'a comma-separated list of origins',
+  ),
   spec('trustProxy', 'bool', 'take client IPs from X-Forwarded-For', BOOL),
   spec('perMessageDeflate', 'bool', 'enable permessage-deflate (with limits)', BOOL),
   spec('log.enabled', 'bool', 'write the activity log', BOOL),
   spec('log.dir', 'string', 'activity log directory', 'a directory path'),
   spec('log.file', 'string', 'activity log file name', 'a file name'),
-  spec('log.format', 'enum', 'activity log format', 'one of: text, json, plain', ['text', 'json', 'plain']),
+  spec('log.format', 'enum', 'activity log format', 'one of: text, json, plain', [
+    'text',
+    'json',
+    'plain',
+  ]),
   spec('log.stdout', 'bool', 'also write activity lines to stdout', BOOL),
   spec('log.sync', 'bool', 'write every line synchronously (no loss on kill -9)', BOOL),
-  spec('log.level', 'enum', 'lowest level logged (debug adds sent messages)', 'one of: debug, info, warn, error', ['debug', 'info', 'warn', 'error']),
-  spec('log.preview', 'int', 'bytes of each payload shown in the log', 'an integer from 0 to 65536'),
-  spec('log.flushInterval', 'int', 'longest ms a line waits before it is written', 'an integer from 1 to 10000'),
+  spec(
+    'log.level',
+    'enum',
+    'lowest level logged (debug adds sent messages)',
+    'one of: debug, info, warn, error',
+    ['debug', 'info', 'warn', 'error'],
+  ),
+  spec(
+    'log.preview',
+    'int',
+    'bytes of each payload shown in the log',
+    'an integer from 0 to 65536',
+  ),
+  spec(
+    'log.flushInterval',
+    'int',
+    'longest ms a line waits before it is written',
+    'an integer from 1 to 10000',
+  ),
   spec('log.maxBuffer', 'int', 'bytes of unwritten lines held before dropping', BYTES),
   spec('log.rotate.size', 'int', 'rotate the log at this many bytes (0 = off)', BYTES),
-  spec('log.rotate.interval', 'int', 'rotate the log every N seconds (0 = off)', `${INT} of seconds`),
+  spec(
+    'log.rotate.interval',
+    'int',
+    'rotate the log every N seconds (0 = off)',
+    `${INT} of seconds`,
+  ),
   spec('log.rotate.keep', 'int', 'rotated files kept', 'an integer from 1 to 1000'),
   spec('limits.maxPayload', 'int', 'largest message in bytes (bigger → 1009)', BYTES),
   spec('limits.maxFragments', 'int', 'most fragments per message (0 = maxPayload/64)', INT),
   spec('limits.maxConnections', 'int', 'most simultaneous clients (0 = unlimited)', INT),
-  spec('limits.maxConnectionsPerIp', 'int', 'most simultaneous clients per IP (0 = unlimited)', INT),
+  spec(
+    'limits.maxConnectionsPerIp',
+    'int',
+    'most simultaneous clients per IP (0 = unlimited)',
+    INT,
+  ),
   spec('limits.maxBufferedBytes', 'int', 'outbound bytes queued per client before 4000', BYTES),
   spec('limits.rateLimit', 'int', 'messages per second per client (0 = unlimited)', INT),
-  spec('limits.rateLimitAction', 'enum', 'over the rate limit: drop or close (1008)', 'one of: drop, close', ['drop', 'close']),
+  spec(
+    'limits.rateLimitAction',
+    'enum',
+    'over the rate limit: drop or close (1008)',
+    'one of: drop, close',
+    ['drop', 'close'],
+  ),
   spec('limits.headersTimeout', 'int', 'ms to receive the upgrade request headers', INT),
 ]
 
@@ -238,7 +304,8 @@ export function coerce(opt: OptionSpec, raw: string, name: string): unknown {
     }
     case 'bool': {
       const v = raw.trim().toLowerCase()
-      if (['true', '1', 'yes', 'on', ''].includes(v)) return opt.path === 'perMessageDeflate' ? {} : true
+      if (['true', '1', 'yes', 'on', ''].includes(v))
+        return opt.path === 'perMessageDeflate' ? {} : true
       if (['false', '0', 'no', 'off'].includes(v)) return false
       return bad()
     }
@@ -281,7 +348,11 @@ export function fromFile(file: string): Record<string, unknown> {
 }
 
 /** Apply one parsed flag value onto a partial options object. */
-export function applyOption(target: Record<string, unknown>, opt: OptionSpec, value: unknown): void {
+export function applyOption(
+  target: Record<string, unknown>,
+  opt: OptionSpec,
+  value: unknown,
+): void {
   setPath(target, opt.path, value)
 }
 
@@ -328,7 +399,8 @@ export function resolveConfig(
     const opt = byPath.get(path)
     const got = getPath(options, path)
     const label = labelFor?.(path, opt) ?? (path ? `option "${path}"` : 'options')
-    const accepts = opt && issue.code !== 'unrecognized_keys' ? `expected ${opt.accepts}` : issue.message
+    const accepts =
+      opt && issue.code !== 'unrecognized_keys' ? `expected ${opt.accepts}` : issue.message
     const gotText = got === undefined ? '' : `, got ${JSON.stringify(got)}`
     throw new ConfigError(
       issue.code === 'unrecognized_keys'

@@ -33,7 +33,12 @@ export interface ClientInfo {
 /** `::ffff:127.0.0.1` → `127.0.0.1`; anything else unchanged. */
 export function normalizeIp(ip: string | undefined): string {
   if (ip === undefined || ip === '') return 'unknown'
-  if (ip.length > 7 && ip.charCodeAt(0) === 58 /* : */ && ip.startsWith('::ffff:') && ip.includes('.')) {
+  if (
+    ip.length > 7 &&
+    ip.charCodeAt(0) === 58 /* : */ &&
+    ip.startsWith('::ffff:') &&
+    ip.includes('.')
+  ) {
     return ip.slice(7)
   }
   return ip
@@ -216,7 +221,13 @@ interface ReceiverInternals {
   _opcode: number
   _fragments: Buffer[]
   dataMessage(cb: (err?: Error) => void): void
-  createError(ctor: ErrorConstructor, msg: string, prefix: boolean, status: number, code: string): Error
+  createError(
+    ctor: ErrorConstructor,
+    msg: string,
+    prefix: boolean,
+    status: number,
+    code: string,
+  ): Error
 }
 
 /**

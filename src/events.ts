@@ -164,7 +164,8 @@ export class EventBus {
    * handler; returns the number of handlers called.
    */
   trigger<N extends string, E extends string>(ns: N, name: E, payload: PayloadOf<N, E>): number {
-    if (ns === '*' || name === '*') throw new TypeError('trigger() needs a concrete namespace and name, not "*"')
+    if (ns === '*' || name === '*')
+      throw new TypeError('trigger() needs a concrete namespace and name, not "*"')
     const names = this.#handlers.get(ns)
     let n = 0
     if (names !== undefined) {
@@ -182,8 +183,10 @@ export class EventBus {
   }
 
   #add(ns: string, name: string, entry: Entry): void {
-    if (typeof ns !== 'string' || ns.length === 0) throw new TypeError('namespace must be a non-empty string')
-    if (typeof name !== 'string' || name.length === 0) throw new TypeError('event name must be a non-empty string')
+    if (typeof ns !== 'string' || ns.length === 0)
+      throw new TypeError('namespace must be a non-empty string')
+    if (typeof name !== 'string' || name.length === 0)
+      throw new TypeError('event name must be a non-empty string')
     if (typeof entry.fn !== 'function') throw new TypeError('handler must be a function')
     let names = this.#handlers.get(ns)
     if (names === undefined) {
@@ -206,8 +209,14 @@ export class EventBus {
       if (entry.once) this.#removeEntry(owner, key, entry)
       try {
         const r = entry.fn(payload, name, ns)
-        if (r !== undefined && r !== null && typeof (r as PromiseLike<unknown>).then === 'function') {
-          ;(r as PromiseLike<unknown>).then(undefined, (err: unknown) => this.#failed(ns, name, err))
+        if (
+          r !== undefined &&
+          r !== null &&
+          typeof (r as PromiseLike<unknown>).then === 'function'
+        ) {
+          ;(r as PromiseLike<unknown>).then(undefined, (err: unknown) =>
+            this.#failed(ns, name, err),
+          )
         }
       } catch (err) {
         this.#failed(ns, name, err)
@@ -227,7 +236,10 @@ export class EventBus {
   #failed(ns: string, name: string, error: unknown): void {
     // A failing `handler.failed` subscriber must not recurse into itself.
     if (this.#failureDepth > 0 || (ns === 'ws' && name === 'handler.failed')) {
-      process.emitWarning(`wirelog: a handler.failed handler threw: ${String(error)}`, 'WirelogWarning')
+      process.emitWarning(
+        `wirelog: a handler.failed handler threw: ${String(error)}`,
+        'WirelogWarning',
+      )
       return
     }
     this.#failureDepth++

@@ -11,7 +11,11 @@ export interface HealthInfo {
 }
 
 /** Answer a non-upgrade request: `/health` is JSON, everything else says "use WebSocket". */
-export function handleHttpRequest(req: IncomingMessage, res: ServerResponse, health: () => HealthInfo): void {
+export function handleHttpRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  health: () => HealthInfo,
+): void {
   const url = req.url ?? '/'
   if (req.method === 'GET' && (url === '/health' || url.startsWith('/health?'))) {
     const h = health()

@@ -4,7 +4,11 @@
  * formats a log line (the activity log is a subscriber like any other).
  */
 import { randomBytes } from 'node:crypto'
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http'
+import {
+  createServer as createHttpServer,
+  type Server as HttpServer,
+  type IncomingMessage,
+} from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { clientAddress, originAllowed } from './admission.js'
@@ -37,7 +41,12 @@ class MessageEvent implements MessageReceived {
     return this.#text
   }
   toJSON(): object {
-    return { client: this.client.id, data: this.binary ? `<${this.bytes} bytes>` : this.data, binary: this.binary, bytes: this.bytes }
+    return {
+      client: this.client.id,
+      data: this.binary ? `<${this.bytes} bytes>` : this.data,
+      binary: this.binary,
+      bytes: this.bytes,
+    }
   }
 }
 
@@ -66,14 +75,19 @@ export class WirelogServer {
   #listening: Promise<AddressInfo> | undefined
   #closing: Promise<void> | undefined
   #allGone: (() => void) | undefined
-  #hooks = { sent: (conn: Connection, bytes: number, binary: boolean) => this.#onSent(conn, bytes, binary) }
+  #hooks = {
+    sent: (conn: Connection, bytes: number, binary: boolean) => this.#onSent(conn, bytes, binary),
+  }
 
   constructor(options: WirelogOptions = {}, deps: ServerDeps = {}) {
     this.config = resolveConfig(options)
     const cfg = this.config
     this.events = new EventBus()
     this.activityLog =
-      deps.activityLog === null ? undefined : (deps.activityLog ?? (cfg.log.enabled || cfg.log.stdout ? new ActivityLog(cfg.log) : undefined))
+      deps.activityLog === null
+        ? undefined
+        : (deps.activityLog ??
+          (cfg.log.enabled || cfg.log.stdout ? new ActivityLog(cfg.log) : undefined))
     this.#behaviour = cfg.behaviour === 'echo' ? echo(cfg.echoPrefix) : silent()
 
     const limits = cfg.limits
@@ -82,7 +96,8 @@ export class WirelogServer {
       clientTracking: false,
       maxPayload: limits.maxPayload,
       // 64-byte fragments of a maximum-size message must still pass.
-      maxFragments: limits.maxFragments > 0 ? limits.maxFragments : Math.ceil(limits.maxPayload / 64) + 1,
+      maxFragments:
+        limits.maxFragments > 0 ? limits.maxFragments : Math.ceil(limits.maxPayload / 64) + 1,
       // Socket reads held while a frame is incomplete. ws's default (262,144) lets a client
       // trickling one byte per TCP segment pin ~50 MB (≈200 B per 1-byte read) on one
       // connection; a legitimate maximum-size frame arrives in far fewer, far larger reads.
@@ -99,8 +114,10 @@ export class WirelogServer {
             },
       closeTimeout: Math.max(1000, Math.min(cfg.shutdownTimeout, 30_000)),
     } as ConstructorParameters<typeof WebSocketServer>[0])
-    this.#wss.on('wsClientError', (err: Error & { code?: string }, socket: Duplex, req: IncomingMessage) =>
-      this.#onHandshakeError(err, socket, req),
+    this.#wss.on(
+      'wsClientError',
+      (err: Error & { code?: string }, socket: Duplex, req: IncomingMessage) =>
+        this.#onHandshakeError(err, socket, req),
     )
 
     this.#http = createHttpServer(
@@ -111,10 +128,15 @@ export class WirelogServer {
         connectionsCheckingInterval: Math.min(1000, limits.headersTimeout),
         keepAliveTimeout: 5000,
       },
-      (req, res) => handleHttpRequest(req, res, () => ({ state: this.#state, clients: this.#clients.size })),
+      (req, res) =>
+        handleHttpRequest(req, res, () => ({ state: this.#state, clients: this.#clients.size })),
     )
-    this.#http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.#onUpgrade(req, socket, head))
-    this.#http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket))
+    this.#http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
+      this.#onUpgrade(req, socket, head),
+    )
+    this.#http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) =>
+      this.#onClientError(err, socket),
+    )
   }
 
   /** Lifecycle state. */
@@ -144,7 +166,8 @@ export class WirelogServer {
    */
   listen(): Promise<AddressInfo> {
     if (this.#listening) return this.#listening
-    if (this.#state !== 'NEW') return Promise.reject(new Error(`cannot listen(): server is ${this.#state}`))
+    if (this.#state !== 'NEW')
+      return Promise.reject(new Error(`cannot listen(): server is ${this.#state}`))
     this.#listening = this.#doListen()
     return this.#listening
   }
@@ -169,12 +192,18 @@ export class WirelogServer {
       await this.activityLog?.close()
       throw err
     }
-    this.#http.on('error', (err) => process.emitWarning(`wirelog: HTTP server error: ${err.message}`, 'WirelogWarning'))
+    this.#http.on('error', (err) =>
+      process.emitWarning(`wirelog: HTTP server error: ${err.message}`, 'WirelogWarning'),
+    )
     this.#state = 'RUNNING'
     this.#startTimers()
     const addr = this.address()!
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
-    this.events.trigger('ws', 'server.listening', { address: addr.address, port: addr.port, url: `ws://${host}:${addr.port}` })
+    this.events.trigger('ws', 'server.listening', {
+      address: addr.address,
+      port: addr.port,
+      url: `ws://${host}:${addr.port}`,
+    })
     return addr
   }
 
@@ -215,7 +244,8 @@ export class WirelogServer {
         timer = setTimeout(resolve, this.config.shutdownTimeout, true)
       })
       if (await Promise.race([gone.then(() => false), timedOut])) {
-        for (const c of this.#clients) c.terminate(CloseCode.GOING_AWAY, 'server shutting down (timed out)')
+        for (const c of this.#clients)
+          c.terminate(CloseCode.GOING_AWAY, 'server shutting down (timed out)')
         await gone
       }
       clearTimeout(timer)
@@ -249,7 +279,11 @@ export class WirelogServer {
     const max = this.config.heartbeatMissed
     for (const c of this.#clients) {
       if (c.missedPongs >= max) {
-        c.close(CloseCode.HEARTBEAT_TIMEOUT, `heartbeat timeout: ${c.missedPongs} pings unanswered`, true)
+        c.close(
+          CloseCode.HEARTBEAT_TIMEOUT,
+          `heartbeat timeout: ${c.missedPongs} pings unanswered`,
+          true,
+        )
       } else {
         c.missedPongs++
         c.ping()
@@ -262,12 +296,23 @@ export class WirelogServer {
     const now = Date.now()
     for (const c of this.#clients) {
       if (c.closeCode === undefined && now - c.lastSeen > limit) {
-        c.close(CloseCode.IDLE_TIMEOUT, `idle timeout: nothing received for ${this.config.idleTimeout}s`, true)
+        c.close(
+          CloseCode.IDLE_TIMEOUT,
+          `idle timeout: nothing received for ${this.config.idleTimeout}s`,
+          true,
+        )
       }
     }
   }
 
-  #reject(socket: Duplex, req: IncomingMessage, ip: string, status: number, reason: string, headers?: Record<string, string>): void {
+  #reject(
+    socket: Duplex,
+    req: IncomingMessage,
+    ip: string,
+    status: number,
+    reason: string,
+    headers?: Record<string, string>,
+  ): void {
     rejectUpgrade(socket, status, reason, headers)
     const s = req.socket
     this.events.trigger('ws', 'client.rejected', {
@@ -294,16 +339,23 @@ export class WirelogServer {
   }
 
   /** Why an upgrade from `ip` must be refused before the 101, or undefined to accept it. */
-  #admission(req: IncomingMessage, ip: string): { status: number; reason: string; headers?: Record<string, string> } | undefined {
+  #admission(
+    req: IncomingMessage,
+    ip: string,
+  ): { status: number; reason: string; headers?: Record<string, string> } | undefined {
     const cfg = this.config
     if (this.#state !== 'RUNNING') return { status: 503, reason: 'server shutting down' }
-    if (!originAllowed(header(req, 'origin'), cfg.allowedOrigins)) return { status: 403, reason: 'origin not allowed' }
+    if (!originAllowed(header(req, 'origin'), cfg.allowedOrigins))
+      return { status: 403, reason: 'origin not allowed' }
     const limits = cfg.limits
     const retry = { 'Retry-After': '5' }
     if (limits.maxConnections > 0 && this.#clients.size >= limits.maxConnections) {
       return { status: 503, reason: 'server at capacity', headers: retry }
     }
-    if (limits.maxConnectionsPerIp > 0 && (this.#perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
+    if (
+      limits.maxConnectionsPerIp > 0 &&
+      (this.#perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp
+    ) {
       return { status: 503, reason: 'too many connections from this address', headers: retry }
     }
     return undefined
@@ -313,7 +365,8 @@ export class WirelogServer {
   #onHandshakeError(err: Error & { code?: string }, socket: Duplex, req: IncomingMessage): void {
     // ws hands over only the message: 405 for a bad method; a version we do not speak is
     // 426 with the versions we do (RFC 6455 §4.4); anything else malformed is 400.
-    const badVersion = /version/i.test(err.message) && req.headers['sec-websocket-version'] !== undefined
+    const badVersion =
+      /version/i.test(err.message) && req.headers['sec-websocket-version'] !== undefined
     const status = /method/i.test(err.message) ? 405 : badVersion ? 426 : 400
     const headers: Record<string, string> =
       status === 405
@@ -321,7 +374,14 @@ export class WirelogServer {
         : /version/i.test(err.message)
           ? { ...(badVersion ? { Upgrade: 'websocket' } : {}), 'Sec-WebSocket-Version': '13, 8' }
           : {}
-    this.#reject(socket, req, clientAddress(req, this.config.trustProxy), status, err.message, headers)
+    this.#reject(
+      socket,
+      req,
+      clientAddress(req, this.config.trustProxy),
+      status,
+      err.message,
+      headers,
+    )
   }
 
   /** A malformed HTTP request or a header timeout, before any upgrade. */
@@ -332,10 +392,25 @@ export class WirelogServer {
       socket.destroy()
       return
     }
-    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ERR_HTTP_HEADERS_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
-    const reason = status === 408 ? 'request headers timed out' : `bad HTTP request (${err.code ?? 'parse error'})`
+    const status =
+      err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ERR_HTTP_HEADERS_TIMEOUT'
+        ? 408
+        : err.code === 'HPE_HEADER_OVERFLOW'
+          ? 431
+          : 400
+    const reason =
+      status === 408
+        ? 'request headers timed out'
+        : `bad HTTP request (${err.code ?? 'parse error'})`
     rejectUpgrade(socket, status, reason)
-    this.events.trigger('ws', 'client.rejected', { ip, port: s.remotePort ?? 0, status, reason, origin: undefined, userAgent: undefined })
+    this.events.trigger('ws', 'client.rejected', {
+      ip,
+      port: s.remotePort ?? 0,
+      status,
+      reason,
+      origin: undefined,
+      userAgent: undefined,
+    })
   }
 
   #onConnection(ws: WebSocket, req: IncomingMessage, socket: Socket, ip: string): void {
@@ -363,7 +438,12 @@ export class WirelogServer {
         conn.closeCode = closeCode
         conn.closeReason = err.message
       }
-      this.events.trigger('ws', 'client.error', { client: conn, code: err.code ?? 'ERR', message: err.message, closeCode })
+      this.events.trigger('ws', 'client.error', {
+        client: conn,
+        code: err.code ?? 'ERR',
+        message: err.message,
+        closeCode,
+      })
     })
     ws.once('close', (code: number, reason: Buffer) => this.#onClose(conn, code, reason))
 
@@ -397,7 +477,8 @@ export class WirelogServer {
       return true
     }
     if (this.config.limits.rateLimitAction === 'close') {
-      if (conn.closeCode === undefined) conn.close(CloseCode.POLICY_VIOLATION, `rate limit exceeded (${rate} messages/s)`, true)
+      if (conn.closeCode === undefined)
+        conn.close(CloseCode.POLICY_VIOLATION, `rate limit exceeded (${rate} messages/s)`, true)
       return false
     }
     // Drop, and report once per second per client rather than once per message.
@@ -405,7 +486,11 @@ export class WirelogServer {
       setTimeout(() => {
         const n = conn.droppedInWindow
         conn.droppedInWindow = 0
-        this.events.trigger('ws', 'message.dropped', { client: conn, reason: `rate limit (${rate} messages/s)`, dropped: n })
+        this.events.trigger('ws', 'message.dropped', {
+          client: conn,
+          reason: `rate limit (${rate} messages/s)`,
+          dropped: n,
+        })
       }, 1000).unref()
     }
     return false
@@ -448,7 +533,6 @@ function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name]
   return Array.isArray(v) ? v[0] : v
 }
-
 
 /** Create a server (not yet listening). */
 export function createServer(options: WirelogOptions = {}, deps: ServerDeps = {}): WirelogServer {

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { connect, readLines, ROOT, tempDir, waitFor } from './helpers.js'
+import { connect, ROOT, readLines, tempDir, waitFor } from './helpers.js'
 
 describe('examples/case-study', () => {
   it('runs the case-study flow: many clients echoed, three events logged and handled', async () => {
@@ -19,14 +19,21 @@ describe('examples/case-study', () => {
       out += d.toString()
     })
     const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)))
-    const m = await waitFor(() => /listening on ws:\/\/[^:]+:(\d+)/.exec(out), 'example to listen', 10_000)
+    const m = await waitFor(
+      () => /listening on ws:\/\/[^:]+:(\d+)/.exec(out),
+      'example to listen',
+      10_000,
+    )
     const url = `ws://127.0.0.1:${m[1]}`
     const clients = await Promise.all(Array.from({ length: 5 }, () => connect(url)))
     for (const c of clients) c.ws.send('Hello Server')
     for (const c of clients) assert.deepEqual(await c.waitMessages(1), ['Echo: Hello Server'])
     for (const c of clients) c.ws.close()
     await Promise.all(clients.map((c) => c.closed))
-    await waitFor(() => (out.match(/\[app\] bye 127\.0\.0\.1/g) ?? []).length === 5, 'five disconnect handlers')
+    await waitFor(
+      () => (out.match(/\[app\] bye 127\.0\.0\.1/g) ?? []).length === 5,
+      'five disconnect handlers',
+    )
     proc.kill('SIGINT')
     assert.equal(await exited, 0)
     assert.match(out, /\[app\] hello 127\.0\.0\.1/)

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert'
-import { createServer as createNetServer } from 'node:net'
 import { writeFileSync } from 'node:fs'
+import { createServer as createNetServer } from 'node:net'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { createServer } from '../src/index.js'
