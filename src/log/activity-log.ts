@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path'
 import type { Config } from '../config.js'
 import type { ClientInfo } from '../connection.js'
 import type { ClientDisconnected, EventBus, MessageReceived, WsEvents } from '../events.js'
-import { escapeText, hexPreview, jsonString, textPreview } from './escape.js'
+import { escapeText, hexPreview, jsonString, utf8Boundary } from './escape.js'
 import { createBuilder, LEVELS, type LineBuilder } from './format.js'
 import { Sink, type SinkOptions } from './sink.js'
 
@@ -123,47 +123,50 @@ export class ActivityLog {
   write(ns: string, name: string, payload: unknown): void {
     if (this.#sinks.length === 0) return
     const b = this.#b
+    let line: string
     if (ns === 'ws') {
-      if (!this.#describe(name as keyof WsEvents, payload as never, b)) return
+      if (name === 'message.received') {
+        if (LEVELS.info < this.#minLevel) return
+        line = this.#message(payload as MessageReceived, b)
+      } else {
+        if (!this.#describe(name as keyof WsEvents, payload as never, b)) return
+        line = b.end()
+      }
     } else {
       if (LEVELS.info < this.#minLevel) return
       const event = `${ns}:${name}`
       this.#userEvent(b, event, payload)
+      line = b.end()
     }
-    const line = b.end()
     this.#lines++
     for (let i = 0; i < this.#sinks.length; i++) this.#sinks[i]!.write(line)
+  }
+
+  /** The per-message line (the hot path: see `LineBuilder.message`). */
+  #message(m: MessageReceived, b: LineBuilder): string {
+    const max = this.#cfg.preview
+    if (m.binary) {
+      const truncated = m.bytes > Math.min(max, 32)
+      return b.message(
+        m.client,
+        '',
+        `[binary ${m.bytes} bytes] ${hexPreview(m.raw, max)}${truncated ? '…' : ''}`,
+        m.bytes,
+        true,
+        truncated,
+      )
+    }
+    const raw = m.raw
+    if (raw.length <= max)
+      return b.message(m.client, raw.toString('utf8'), '', m.bytes, false, false)
+    const text = raw.toString('utf8', 0, utf8Boundary(raw, max))
+    return b.message(m.client, text, `… (${m.bytes} bytes)`, m.bytes, false, true)
   }
 
   /** Build the line of a built-in event; false when the level filter drops it. */
   #describe<K extends keyof WsEvents>(name: K, e: WsEvents[K], b: LineBuilder): boolean {
     const min = this.#minLevel
     switch (name) {
-      case 'message.received': {
-        if (LEVELS.info < min) return false
-        const m = e as MessageReceived
-        const c = m.client
-        const max = this.#cfg.preview
-        let sentence: string
-        let truncated = false
-        if (m.binary) {
-          truncated = m.bytes > Math.min(max, 32)
-          sentence = `Message received: [binary ${m.bytes} bytes] ${hexPreview(m.raw, max)}${truncated ? '…' : ''}`
-        } else {
-          const p = textPreview(m.raw, max)
-          truncated = p.truncated
-          sentence = truncated
-            ? `Message received: ${p.text}… (${m.bytes} bytes)`
-            : `Message received: ${p.text}`
-        }
-        b.begin(LEVELS.info, name, sentence)
-        b.str('client', c.id)
-        b.str('ip', c.ip)
-        b.num('bytes', m.bytes)
-        if (m.binary) b.bool('binary', true)
-        if (truncated) b.bool('truncated', true)
-        return true
-      }
       case 'message.sent': {
         if (LEVELS.debug < min) return false
         const m = e as WsEvents['message.sent']
