@@ -1,9 +1,11 @@
 /**
  * Where activity lines go: a file (or stdout) through sonic-boom, pino's destination.
  *
- * Lines are coalesced in memory and handed to sonic-boom as one chunk per flush (every
- * `flushInterval` ms, or sooner once 64 KiB — or a quarter of `maxBuffer`, if smaller — are
- * pending), so a busy server makes a few large writes instead of one per line. In `sync` mode
+ * Lines are encoded straight into a Buffer as they come and handed to sonic-boom (in buffer
+ * mode) as one chunk per flush (every `flushInterval` ms, or sooner once 64 KiB — or a
+ * quarter of `maxBuffer`, if smaller — are pending), so a busy server makes a few large
+ * writes instead of one per line, encodes each byte once, and keeps no long-lived strings on
+ * the JS heap. In `sync` mode
  * every line is written before `write()` returns. Chunks always end on a line boundary, which
  * is what keeps rotation and dropping from tearing a line.
  *
@@ -42,15 +44,20 @@ type SonicBoom = InstanceType<typeof SonicBoom>
 interface BoomState {
   fd: number
   destroyed: boolean
-  _bufs: Array<string | Buffer>
-  _writingBuf: string | Buffer
+  /** Buffer mode: groups of Buffers, each group written as one (`_lens` has their sizes). */
+  _bufs: Buffer[][]
+  _lens: number[]
+  _writingBuf: Buffer
   _writing: boolean
   _opening: boolean
   _reopening: boolean
   _len: number
 }
 
-const EARLY_FLUSH_CHARS = 64 * 1024
+const EARLY_FLUSH_BYTES = 64 * 1024
+/** Room for one flush's worth of lines plus one worst-case (3 bytes per UTF-16 unit) line. */
+const CHUNK_BYTES = 96 * 1024
+const EMPTY = Buffer.alloc(0)
 const RETRY_MS = 1000
 /** How often a file sink checks that its path still names the file it writes. */
 export const DETACH_CHECK_MS = 2000
@@ -89,7 +96,9 @@ export class Sink {
 
   #boom: SonicBoom
   #opts: SinkOptions
-  #pending = ''
+  /** Lines not yet handed to sonic-boom: `#chunk[0, #off)`. */
+  #chunk = Buffer.allocUnsafe(CHUNK_BYTES)
+  #off = 0
   #earlyFlush: number
   #timer: NodeJS.Timeout | undefined
   #failing = false
@@ -106,9 +115,9 @@ export class Sink {
     this.path = path
     this.#opts = opts
     // A chunk bigger than maxBuffer would be dropped even by a healthy sink.
-    this.#earlyFlush = Math.max(1, Math.min(EARLY_FLUSH_CHARS, Math.floor(opts.maxBuffer / 4)))
+    this.#earlyFlush = Math.max(1, Math.min(EARLY_FLUSH_BYTES, Math.floor(opts.maxBuffer / 4)))
     boom.on('error', (err: NodeJS.ErrnoException) => this.#onError(err))
-    boom.on('drop', (data: string | Buffer) => this.#onDrop(data))
+    boom.on('drop', (data: Buffer) => this.#onDrop(data))
     boom.on('drain', () => this.#onDrain())
     if (path !== undefined) {
       this.#detachCheck = setInterval(() => this.#checkDetached(), DETACH_CHECK_MS)
@@ -138,6 +147,7 @@ export class Sink {
       sync: opts.sync,
       maxLength: opts.maxBuffer,
       maxWrite: 8 * 1024 * 1024,
+      contentMode: 'buffer',
     })
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(err)
@@ -160,23 +170,32 @@ export class Sink {
       sync: opts.sync,
       maxLength: opts.maxBuffer,
       maxWrite: 1024 * 1024,
+      contentMode: 'buffer',
     })
     return new Sink(boom, undefined, opts)
   }
 
   /** Bytes held in memory and not yet written (pending lines plus sonic-boom's buffer). */
   get buffered(): number {
-    return this.#finished ? 0 : this.#pending.length + this.#state()._len
+    return this.#finished ? 0 : this.#off + this.#state()._len
   }
 
   write(line: string): void {
     if (this.#closed) return
     if (this.#opts.sync) {
-      this.#hand(line)
+      this.#hand(Buffer.from(line))
       return
     }
-    this.#pending += line
-    if (this.#pending.length >= this.#earlyFlush) this.flush()
+    if (this.#off + line.length * 3 > CHUNK_BYTES) {
+      // Might not fit: write out what is pending; a line too long for any chunk goes alone.
+      this.flush()
+      if (line.length * 3 > CHUNK_BYTES) {
+        this.#hand(Buffer.from(line))
+        return
+      }
+    }
+    this.#off += this.#chunk.write(line, this.#off)
+    if (this.#off >= this.#earlyFlush) this.flush()
     else if (this.#timer === undefined) {
       this.#timer = setTimeout(flushTimer, this.#opts.flushInterval, this)
     }
@@ -188,17 +207,19 @@ export class Sink {
       clearTimeout(this.#timer)
       this.#timer = undefined
     }
-    if (this.#pending.length === 0) return
-    const chunk = this.#pending
-    this.#pending = ''
+    if (this.#off === 0) return
+    // sonic-boom keeps the chunk until it is written: hand it over and start a fresh one.
+    const chunk = this.#chunk.subarray(0, this.#off)
+    this.#chunk = Buffer.allocUnsafe(CHUNK_BYTES)
+    this.#off = 0
     this.#hand(chunk)
   }
 
-  #hand(chunk: string): void {
-    this.#boom.write(chunk)
+  #hand(chunk: Buffer): void {
+    boomWrite(this.#boom, chunk)
     const size = this.#opts.rotateSize ?? 0
     if (size > 0 && this.path !== undefined) {
-      this.bytes += Buffer.byteLength(chunk)
+      this.bytes += chunk.length
       if (this.bytes >= size && !this.#closed) this.rotate()
     }
   }
@@ -213,35 +234,47 @@ export class Sink {
     if (this.#finished) return
     this.flush()
     const b = this.#state()
-    if (b.fd < 0 || b.destroyed || !Array.isArray(b._bufs)) return
+    if (b.fd < 0 || b.destroyed || !Array.isArray(b._bufs) || !Array.isArray(b._lens)) return
     if (!b._writing && b._writingBuf.length > 0) {
-      b._bufs.unshift(b._writingBuf)
-      b._writingBuf = ''
+      b._bufs.unshift([b._writingBuf])
+      b._lens.unshift(b._writingBuf.length)
+      b._writingBuf = EMPTY
     }
     const busyUntil = Date.now() + SYNC_BUSY_MS
     while (b._bufs.length > 0) {
-      const head = b._bufs[0]!
-      if (head.length === 0) {
+      const group = b._bufs[0]!
+      const buf = group.length === 1 ? group[0]! : Buffer.concat(group)
+      if (buf.length === 0) {
         b._bufs.shift()
+        b._lens.shift()
         continue
       }
-      const buf = typeof head === 'string' ? Buffer.from(head) : head
       try {
         const n = writeSync(b.fd, buf)
         b._len = Math.max(b._len - n, 0)
-        if (n >= buf.length) b._bufs.shift()
-        else b._bufs[0] = buf.subarray(n)
+        if (n >= buf.length) {
+          b._bufs.shift()
+          b._lens.shift()
+        } else {
+          b._bufs[0] = [buf.subarray(n)]
+          b._lens[0] = buf.length - n
+        }
       } catch (err) {
         const e = err as NodeJS.ErrnoException
         if ((e.code === 'EAGAIN' || e.code === 'EBUSY') && Date.now() < busyUntil) {
           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10)
           continue
         }
-        // Keep what could not be written where an asynchronous retry finds it: as the chunk
-        // being written (sonic-boom never appends to that one), so that a partly written head
-        // is neither re-decoded nor appended to.
-        if (!b._writing) b._writingBuf = b._bufs.shift()!
-        else if (typeof b._bufs[b._bufs.length - 1] !== 'string') b._bufs.push('')
+        // Keep what could not be written where an asynchronous retry finds it (as the chunk
+        // being written, unless a write is already in flight), so that a partly written head
+        // is completed, never repeated.
+        if (!b._writing) {
+          b._writingBuf = buf
+          b._bufs.shift()
+          b._lens.shift()
+        } else {
+          b._bufs[0] = [buf]
+        }
         this.#onError(e)
         return
       }
@@ -391,7 +424,8 @@ export class Sink {
   #countUnwritten(): void {
     const b = this.#state()
     if (!Array.isArray(b._bufs)) return
-    for (const chunk of [b._writingBuf, ...b._bufs]) this.#onDrop(chunk)
+    this.#onDrop(b._writingBuf)
+    for (const group of b._bufs) for (const chunk of group) this.#onDrop(chunk)
   }
 
   #onError(err: NodeJS.ErrnoException): void {
@@ -404,16 +438,15 @@ export class Sink {
     // the unwritten chunk; an empty write makes it try that chunk again.)
     if (this.#retry === undefined && !this.#closed) {
       this.#retry = setInterval(() => {
-        if (!this.#closed) this.#boom.write('')
+        if (!this.#closed) boomWrite(this.#boom, EMPTY)
       }, RETRY_MS)
       this.#retry.unref()
     }
   }
 
-  #onDrop(data: string | Buffer): void {
+  #onDrop(data: Buffer): void {
     let n = 0
-    const s = typeof data === 'string' ? data : data.toString('latin1')
-    for (let i = s.indexOf('\n'); i !== -1; i = s.indexOf('\n', i + 1)) n++
+    for (let i = data.indexOf(10); i !== -1; i = data.indexOf(10, i + 1)) n++
     this.dropped += n
     this.#droppedUnreported += n
   }
@@ -431,6 +464,11 @@ export class Sink {
     }
     this.#opts.onRecover?.(dropped, failed)
   }
+}
+
+/** sonic-boom's typings only know its string mode; in buffer mode `write` takes Buffers. */
+function boomWrite(boom: SonicBoom, data: Buffer): void {
+  ;(boom.write as unknown as (data: Buffer) => boolean).call(boom, data)
 }
 
 function flushTimer(sink: Sink): void {
