@@ -112,19 +112,21 @@ export interface RawConnectOptions {
   endOnClose?: boolean
 }
 
+/** A loopback TCP socket (optionally from another 127.x source address) that never throws. */
+function openSocket(port: number, localAddress?: string): Socket {
+  const socket = netConnect({ host: '127.0.0.1', port, ...(localAddress ? { localAddress } : {}) })
+  socket.setNoDelay(true)
+  socket.on('error', () => {})
+  return socket
+}
+
 /** Open a TCP connection, do a real handshake, check the 101 and its accept key. */
 export async function rawConnect(
   port: number,
   o: RawConnectOptions = {},
 ): Promise<RawClient & { responseHeaders: string }> {
   const key = randomBytes(16).toString('base64')
-  const socket = netConnect({
-    host: '127.0.0.1',
-    port,
-    ...(o.localAddress ? { localAddress: o.localAddress } : {}),
-  })
-  socket.setNoDelay(true)
-  socket.on('error', () => {})
+  const socket = openSocket(port, o.localAddress)
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve)
     socket.once('error', reject)
@@ -300,13 +302,7 @@ export async function rawHttp(
     impatient?: boolean
   } = {},
 ): Promise<HttpResult> {
-  const socket = netConnect({
-    host: '127.0.0.1',
-    port,
-    ...(o.localAddress ? { localAddress: o.localAddress } : {}),
-  })
-  socket.setNoDelay(true)
-  socket.on('error', () => {})
+  const socket = openSocket(port, o.localAddress)
   await new Promise<void>((resolve) => socket.once('connect', resolve))
   const t0 = Date.now()
   let data = Buffer.alloc(0)
