@@ -1,13 +1,6 @@
 import { strict as assert } from 'node:assert'
 import { describe, it } from 'node:test'
-import {
-  escapeText,
-  hexPreview,
-  jsonString,
-  textPreview,
-  textValue,
-  utf8Boundary,
-} from '../src/log/escape.js'
+import { escapeText, hexPreview, jsonString, textValue, utf8Boundary } from '../src/log/escape.js'
 import { createBuilder } from '../src/log/format.js'
 
 describe('escaping', () => {
@@ -42,8 +35,9 @@ describe('escaping', () => {
     const buf = Buffer.from('aé😀b') // 1 + 2 + 4 + 1 bytes
     assert.equal(utf8Boundary(buf, 2), 1)
     assert.equal(utf8Boundary(buf, 4), 3)
-    assert.deepEqual(textPreview(buf, 5), { text: 'aé', truncated: true })
-    assert.deepEqual(textPreview(buf, 100), { text: 'aé😀b', truncated: false })
+    assert.equal(utf8Boundary(buf, 5), 3)
+    assert.equal(utf8Boundary(buf, 7), 7)
+    assert.equal(utf8Boundary(buf, 100), buf.length)
   })
 
   it('shows binary as hex, at most 32 bytes', () => {

@@ -61,18 +61,6 @@ export function utf8Boundary(buf: Buffer, end: number): number {
   return i
 }
 
-export interface Preview {
-  /** Escaped, possibly cut, printable text. */
-  text: string
-  truncated: boolean
-}
-
-/** Printable preview of a text message's bytes: at most `max` bytes, escaped. */
-export function textPreview(buf: Buffer, max: number): Preview {
-  if (buf.length <= max) return { text: escapeText(buf.toString('utf8')), truncated: false }
-  return { text: escapeText(buf.toString('utf8', 0, utf8Boundary(buf, max))), truncated: true }
-}
-
 /** Hex preview of binary data: at most `max` bytes (capped at 32). */
 export function hexPreview(buf: Buffer, max: number): string {
   const n = Math.min(buf.length, max, 32)

@@ -14,7 +14,6 @@ import type { ClientInfo } from '../connection.js'
 import { escapeText, jsonString, textValue } from './escape.js'
 
 export const LEVELS = { debug: 20, info: 30, warn: 40, error: 50 } as const
-export type LevelName = keyof typeof LEVELS
 const LABEL: Record<number, string> = { 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR' }
 
 export type LogFormat = 'text' | 'json' | 'plain'
