@@ -35,7 +35,13 @@ export function helpText(): string {
   const d = defaults()
   const rows = OPTIONS.map((o) => {
     const value =
-      o.kind === 'bool' ? '' : o.kind === 'enum' ? ` <${o.values!.join('|')}>` : ' <value>'
+      o.kind === 'bool'
+        ? ''
+        : o.kind === 'trust'
+          ? ' [<hops|list>]'
+          : o.kind === 'enum'
+            ? ` <${o.values!.join('|')}>`
+            : ' <value>'
     return [
       `  ${o.flag}${value}`,
       `${o.help} (default: ${showDefault(getPath(d, o.path))}; env ${o.env})`,
@@ -107,6 +113,10 @@ export function parseArgs(argv: readonly string[]): Parsed {
     const opt = byFlag.get(flag)
     if (!opt) throw new ConfigError(`unknown option ${flag} (see --help for the accepted options)`)
     if (opt.kind === 'bool' && value === undefined) value = 'true'
+    if (opt.kind === 'trust' && value === undefined) {
+      const next = argv[i + 1]
+      if (next === undefined || next.startsWith('--')) value = 'true'
+    }
     applyOption(out.values, opt, coerce(opt, takeValue(), flag))
   }
   return out

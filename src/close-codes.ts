@@ -77,33 +77,3 @@ export function describeCloseCode(code: number): CloseCodeInfo | undefined {
 export function closeCodes(): CloseCodeInfo[] {
   return [...byCode.values()].sort((a, b) => a.code - b.code)
 }
-
-/**
- * The close code a `ws` protocol error implies. `ws` closes the socket with that status
- * itself and records it on the error under a private symbol (`status-code`); reading it back
- * lets the disconnect event report the code that was actually sent. The `WS_ERR_…` mapping
- * is the fallback should that symbol ever go away.
- */
-export function closeCodeForWsError(err: unknown): number {
-  if (err === null || typeof err !== 'object') return CloseCode.ABNORMAL
-  for (const sym of Object.getOwnPropertySymbols(err)) {
-    if (sym.description === 'status-code') {
-      const v = (err as Record<symbol, unknown>)[sym]
-      if (typeof v === 'number') return v
-    }
-  }
-  const code = (err as { code?: unknown }).code
-  switch (code) {
-    case 'WS_ERR_INVALID_UTF8':
-      return CloseCode.INVALID_PAYLOAD
-    case 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH':
-    case 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH':
-      return CloseCode.MESSAGE_TOO_BIG
-    case 'WS_ERR_TOO_MANY_BUFFERED_PARTS':
-      return CloseCode.POLICY_VIOLATION
-    default:
-      return typeof code === 'string' && code.startsWith('WS_ERR_')
-        ? CloseCode.PROTOCOL_ERROR
-        : CloseCode.ABNORMAL
-  }
-}

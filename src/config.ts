@@ -7,6 +7,9 @@
  */
 import { readFileSync } from 'node:fs'
 import { z } from 'zod'
+import type { AdmissionHook } from './admission.js'
+import { type Behaviour, isBehaviour } from './behaviour.js'
+import { compileTrust } from './proxy.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -49,6 +52,12 @@ const logSchema = z
     /** Bytes of pending log lines held in memory while the file is unwritable; beyond, lines are dropped and counted. */
     maxBuffer: posInt.default(16 * MiB),
     rotate: rotateSchema.prefault({}),
+    /**
+     * Query parameters (and header names) whose values are replaced with `[redacted]`
+     * wherever the log shows them, in addition to the built-in list (`token`,
+     * `access_token`, `auth`, `key`, `password`, `secret`, …). Case-insensitive.
+     */
+    redact: z.array(z.string().min(1)).default([]),
   })
   .strict()
 
@@ -88,8 +97,13 @@ export const configSchema = z
     host: z.string().min(1).default('0.0.0.0'),
     /** TCP port; 0 picks a free one. */
     port: port.default(8080),
-    /** `echo` replies to every message; `silent` receives and logs only. */
-    behaviour: z.enum(['echo', 'silent']).default('echo'),
+    /**
+     * What the server does with messages: `echo` replies to every message, `silent` receives
+     * and logs only; the library also takes a `Behaviour` object (`echo('> ')`, your own).
+     */
+    behaviour: z
+      .union([z.enum(['echo', 'silent']), z.custom<Behaviour>(isBehaviour, 'a Behaviour object')])
+      .default('echo'),
     /** Prefix of text echoes; empty makes a pure echo server. Binary is always echoed unchanged. */
     echoPrefix: z.string().default('Echo: '),
     /**
@@ -106,8 +120,48 @@ export const configSchema = z
     shutdownTimeout: nonNegInt.max(600_000).default(5_000),
     /** Exact origins allowed to connect (`*` = any; `https://*.example.com` = any subdomain). Empty = any. */
     allowedOrigins: z.array(z.string().min(1)).default([]),
-    /** Take the client address from `X-Forwarded-For` (only behind a proxy you trust). */
-    trustProxy: z.boolean().default(false),
+    /**
+     * Reverse proxies whose `X-Forwarded-For` is believed: `false` (none; the TCP peer is the
+     * client), `true` or N (the nearest 1 or N hops), or a list of proxy addresses, CIDR
+     * ranges and the names `loopback`, `linklocal`, `uniquelocal`. The client is the
+     * right-most address not trusted.
+     */
+    trustProxy: z
+      .union([z.boolean(), z.number().int().min(0).max(100), z.array(z.string().min(1))])
+      .default(false)
+      .superRefine((v, ctx) => {
+        try {
+          compileTrust(v)
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message })
+        }
+      }),
+    /** Pending-connection queue length passed to `listen()` (the kernel caps it at `net.core.somaxconn`). */
+    backlog: posInt.max(65535).default(511),
+    /**
+     * `GET /health`: `public` (status for anyone; counts only for admins), `admin` (admins
+     * only) or `off`.
+     */
+    health: z.enum(['public', 'admin', 'off']).default('public'),
+    /**
+     * Token that opens the admin endpoints on a non-loopback bind (`Authorization: Bearer`).
+     * Without it they are open only when the server is bound to loopback.
+     */
+    adminToken: z.string().min(16).optional(),
+    /**
+     * Behaviours per subprotocol (library only): a client that offers one of these names in
+     * `Sec-WebSocket-Protocol` gets that behaviour; others get `behaviour`.
+     */
+    protocols: z
+      .record(z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/), z.custom<Behaviour>(isBehaviour))
+      .default({}),
+    /** Admission hooks run before the 101 (library only); see `AdmissionHook`. */
+    admit: z
+      .union([
+        z.custom<AdmissionHook>((v) => typeof v === 'function'),
+        z.array(z.custom<AdmissionHook>((v) => typeof v === 'function')),
+      ])
+      .optional(),
     /** permessage-deflate: `false` (default) or its limits. */
     perMessageDeflate: z.union([z.literal(false), deflateSchema]).default(false),
     log: logSchema.prefault({}),
@@ -125,7 +179,7 @@ export class ConfigError extends TypeError {
   readonly code = 'WIRELOG_ERR_CONFIG'
 }
 
-type Kind = 'string' | 'int' | 'number' | 'bool' | 'enum' | 'list'
+type Kind = 'string' | 'int' | 'number' | 'bool' | 'enum' | 'list' | 'trust'
 
 export interface OptionSpec {
   /** Dotted path in the config object. */
@@ -196,7 +250,31 @@ export const OPTIONS: readonly OptionSpec[] = [
     'comma-separated allowed origins (empty = any)',
     'a comma-separated list of origins',
   ),
-  spec('trustProxy', 'bool', 'take client IPs from X-Forwarded-For', BOOL),
+  spec(
+    'trustProxy',
+    'trust',
+    'trust X-Forwarded-For from proxies: a hop count, or addresses/CIDRs/loopback (bare flag = 1 hop)',
+    'true, false, a hop count, or a comma-separated list of proxy addresses, CIDR ranges, loopback, linklocal, uniquelocal',
+  ),
+  spec(
+    'backlog',
+    'int',
+    'listen backlog (the kernel caps it at net.core.somaxconn)',
+    'an integer from 1 to 65535',
+  ),
+  spec(
+    'health',
+    'enum',
+    'GET /health: for anyone, admins only, or off',
+    'one of: public, admin, off',
+    ['public', 'admin', 'off'],
+  ),
+  spec(
+    'adminToken',
+    'string',
+    'token that opens admin endpoints on a non-loopback bind',
+    'a string of at least 16 characters',
+  ),
   spec('perMessageDeflate', 'bool', 'enable permessage-deflate (with limits)', BOOL),
   spec('log.enabled', 'bool', 'write the activity log', BOOL),
   spec('log.dir', 'string', 'activity log directory', 'a directory path'),
@@ -236,6 +314,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     `${INT} of seconds`,
   ),
   spec('log.rotate.keep', 'int', 'rotated files kept', 'an integer from 1 to 1000'),
+  spec(
+    'log.redact',
+    'list',
+    'extra query parameters / headers whose values the log redacts',
+    'a comma-separated list of names',
+  ),
   spec('limits.maxPayload', 'int', 'largest message in bytes (bigger → 1009)', BYTES),
   spec('limits.maxFragments', 'int', 'most fragments per message (0 = maxPayload/64)', INT),
   spec('limits.maxConnections', 'int', 'most simultaneous clients (0 = unlimited)', INT),
@@ -312,6 +396,16 @@ export function coerce(opt: OptionSpec, raw: string, name: string): unknown {
     case 'enum':
       if (!opt.values!.includes(raw)) bad()
       return raw
+    case 'trust': {
+      const v = raw.trim().toLowerCase()
+      if (['true', 'yes', 'on', ''].includes(v)) return true
+      if (['false', 'no', 'off'].includes(v)) return false
+      if (/^\d+$/.test(v)) return Number(v)
+      return raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0)
+    }
     case 'list':
       return raw
         .split(',')
@@ -375,9 +469,12 @@ function isPlain(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v)
 }
 
+/** Keys holding user objects (behaviours, hooks): never frozen, they are the user's. */
+const USER_OBJECTS = new Set(['behaviour', 'protocols', 'admit'])
+
 function deepFreeze<T>(obj: T): T {
   if (obj !== null && typeof obj === 'object') {
-    for (const v of Object.values(obj)) deepFreeze(v)
+    for (const [k, v] of Object.entries(obj)) if (!USER_OBJECTS.has(k)) deepFreeze(v)
     Object.freeze(obj)
   }
   return obj

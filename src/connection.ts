@@ -1,27 +1,42 @@
 /**
- * One client: identity, counters, liveness, and `send()` with a backpressure policy.
+ * One client: identity, counters, liveness (heartbeat, idle), the inbound rate budget, close
+ * bookkeeping and `send()` with a backpressure policy.
  *
  * The `ws` socket and the raw TCP socket stay private; behaviours and user code talk to a
- * client only through this class.
+ * client only through this class. Its state is private too: the server asks it to do things
+ * (`heartbeat()`, `checkIdle()`, `close()`), it never writes the fields.
  */
 import type { Socket } from 'node:net'
-import { TextDecoder } from 'node:util'
 import type { WebSocket } from 'ws'
 import { CloseCode } from './close-codes.js'
+import type { ClientDisconnected } from './events.js'
+import { closeCodeForWsError, failFastOnInvalidUtf8 } from './ws-adapter.js'
+
+/** Who a client is, once admission (authentication) said so. */
+export interface ClientUser {
+  /** The user id (e.g. a JWT `sub`). */
+  readonly id: string
+  /** What was proven about the user (JWT claims, token entry), minus secrets. */
+  readonly claims: Readonly<Record<string, unknown>>
+}
 
 /** What events say about a client. */
 export interface ClientInfo {
   /** Unique within the process (and, with its prefix, across restarts). */
   readonly id: string
-  /** Remote address, IPv4-mapped IPv6 shown as IPv4. */
+  /** Remote address, IPv4-mapped IPv6 shown as IPv4; behind a trusted proxy, the client's. */
   readonly ip: string
   readonly port: number
+  /** The TCP peer's address when `ip` came from `X-Forwarded-For` (a trusted proxy). */
+  readonly proxy: string | undefined
   readonly origin: string | undefined
   readonly userAgent: string | undefined
   /** Negotiated subprotocol ('' if none). */
   readonly protocol: string
-  /** Request path of the upgrade. */
+  /** Request path of the upgrade, credential-like query parameters redacted. */
   readonly path: string
+  /** The authenticated user, if any. */
+  readonly user: ClientUser | undefined
   /** `Date.now()` at connect. */
   readonly connectedAt: number
   readonly messagesIn: number
@@ -46,119 +61,213 @@ export function normalizeIp(ip: string | undefined): string {
 
 /** A connected client as user code sees it: its facts plus what it may do with it. */
 export interface Client extends ClientInfo {
-  /** Per-connection data for user code (auth results, session, …). */
+  /** Per-connection data: what admission hooks returned, plus anything user code adds. */
   readonly context: Record<string, unknown>
+  /** `ws` readyState: 0 connecting, 1 open, 2 closing, 3 closed. */
   readonly readyState: number
+  /** Bytes queued for this client and not yet handed to the kernel. */
   readonly bufferedAmount: number
+  /**
+   * Send a message: a string as text, a Buffer as binary (or as text with `binary: false`).
+   * Returns `'slow'` (and closes the client with 4000) when its queue passed
+   * `limits.maxBufferedBytes`, `'closed'` when it is no longer open.
+   */
   send(data: string | Buffer, binary?: boolean): SendResult
+  /** Start the closing handshake with `code` (default 1000) and `reason`. */
   close(code?: number, reason?: string): void
 }
 
+export type SendResult = 'sent' | 'closed' | 'slow'
+
+/** What a connection tells the server. One object per server, shared by every connection. */
 export interface ConnectionHooks {
-  /** Called after every message handed to the socket. */
+  /** A whole message arrived and passed the rate limit. */
+  message(conn: Connection, data: Buffer, binary: boolean): void
+  /** A message was handed to the socket. */
   sent(conn: Connection, bytes: number, binary: boolean): void
+  /** Messages over the rate limit were dropped (reported at most once per second). */
+  dropped(conn: Connection, dropped: number, reason: string): void
+  /** ws reported a protocol or socket error. */
+  error(conn: Connection, code: string, message: string, closeCode: number): void
+  /** The socket closed: exactly once. */
+  closed(conn: Connection, info: ClientDisconnected): void
+}
+
+/** Per-server policy every connection applies. */
+export interface ConnectionPolicy {
+  maxBufferedBytes: number
+  /** Messages per second (0 = unlimited); bursts up to 2×. */
+  rateLimit: number
+  rateLimitAction: 'drop' | 'close'
 }
 
 export interface ConnectionInit {
   id: string
   ip: string
   port: number
+  proxy: string | undefined
   origin: string | undefined
   userAgent: string | undefined
   path: string
-  maxBufferedBytes: number
-  hooks: ConnectionHooks
+  user: ClientUser | undefined
+  context: Record<string, unknown>
 }
 
-export type SendResult = 'sent' | 'closed' | 'slow'
+/** How long a forced close waits for the peer's close frame before cutting TCP. */
+const FORCE_CLOSE_MS = 1000
 
 export class Connection implements Client {
   readonly id: string
   readonly ip: string
   readonly port: number
+  readonly proxy: string | undefined
   readonly origin: string | undefined
   readonly userAgent: string | undefined
   readonly path: string
   readonly connectedAt = Date.now()
-  messagesIn = 0
-  messagesOut = 0
-  bytesIn = 0
-  bytesOut = 0
-  /** Arbitrary per-connection data for user code (auth results, session, …). */
-  readonly context: Record<string, unknown> = {}
+  readonly context: Record<string, unknown>
+  #user: ClientUser | undefined
+
+  #messagesIn = 0
+  #messagesOut = 0
+  #bytesIn = 0
+  #bytesOut = 0
 
   /** Heartbeat: pings sent and not yet answered. */
-  missedPongs = 0
+  #missedPongs = 0
   /** `Date.now()` of the last message received. */
-  lastSeen = this.connectedAt
+  #lastSeen = this.connectedAt
   /** Token bucket for the inbound rate limit. */
-  tokens = 0
-  tokensAt = 0
-  droppedInWindow = 0
+  #tokens = 0
+  #tokensAt = 0
+  #droppedInWindow = 0
+  #dropTimer: NodeJS.Timeout | undefined
+
+  /** Set when the server starts the close (or ws fails the connection): what to report. */
+  #closeCode: number | undefined
+  #closeReason = ''
+  #closed = false
 
   #ws: WebSocket
   #socket: Socket
-  #maxBuffered: number
   #corked = false
   #hooks: ConnectionHooks
-  /** Set when the server starts the close: the code/reason to report on disconnect. */
-  closeCode: number | undefined
-  closeReason: string | undefined
+  #policy: ConnectionPolicy
 
-  constructor(ws: WebSocket, socket: Socket, init: ConnectionInit) {
+  constructor(
+    ws: WebSocket,
+    socket: Socket,
+    init: ConnectionInit,
+    hooks: ConnectionHooks,
+    policy: ConnectionPolicy,
+  ) {
     this.#ws = ws
     this.#socket = socket
     this.id = init.id
     this.ip = init.ip
     this.port = init.port
+    this.proxy = init.proxy
     this.origin = init.origin
     this.userAgent = init.userAgent
     this.path = init.path
-    this.#maxBuffered = init.maxBufferedBytes
-    this.#hooks = init.hooks
+    this.#user = init.user
+    this.context = init.context
+    this.#hooks = hooks
+    this.#policy = policy
     failFastOnInvalidUtf8(ws)
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.#onMessage(data, isBinary))
+    ws.on('pong', () => {
+      this.#missedPongs = 0
+    })
+    ws.on('error', (err: Error & { code?: string }) => this.#onError(err))
+    ws.once('close', (code: number, reason: Buffer) => this.#onClose(code, reason))
   }
 
   get protocol(): string {
     return this.#ws.protocol
   }
-
-  /** `ws` readyState: 0 connecting, 1 open, 2 closing, 3 closed. */
+  get user(): ClientUser | undefined {
+    return this.#user
+  }
+  get messagesIn(): number {
+    return this.#messagesIn
+  }
+  get messagesOut(): number {
+    return this.#messagesOut
+  }
+  get bytesIn(): number {
+    return this.#bytesIn
+  }
+  get bytesOut(): number {
+    return this.#bytesOut
+  }
   get readyState(): number {
     return this.#ws.readyState
   }
-
-  /** Bytes queued for this client and not yet handed to the kernel. */
   get bufferedAmount(): number {
     // ws counts both its own queue and the socket's writable buffer.
     return this.#ws.bufferedAmount
   }
+  /** Whether the close has started (by either side) or finished. */
+  get closing(): boolean {
+    return this.#closeCode !== undefined || this.#ws.readyState > 1
+  }
 
   /**
-   * Send a message. Text goes as a string (or a Buffer with `binary: false`), binary as a
-   * Buffer. Sends within one tick are coalesced into one write. A client whose queued
-   * output passes `maxBufferedBytes` is closed with 4000 (slow consumer) and `'slow'` is
-   * returned; nothing is queued for a closing client.
+   * Replace the authenticated identity (a token refresh). The user id may not change: a
+   * connection is one user for its whole life.
    */
+  setUser(user: ClientUser): void {
+    if (this.#user !== undefined && this.#user.id !== user.id)
+      throw new TypeError(`a connection's user cannot change (${this.#user.id} → ${user.id})`)
+    this.#user = user
+  }
+
   send(data: string | Buffer, binary = typeof data !== 'string'): SendResult {
     if (this.#ws.readyState !== 1) return 'closed'
-    if (this.bufferedAmount > this.#maxBuffered) {
+    if (this.bufferedAmount > this.#policy.maxBufferedBytes) {
       this.close(CloseCode.SLOW_CONSUMER, 'slow consumer: outbound buffer cap reached', true)
       return 'slow'
     }
-    if (!this.#corked) {
-      // Each ws.send() is its own write; corking until the end of the tick turns the echoes
-      // of one socket read into one writev.
-      this.#corked = true
-      this.#socket.cork()
-      process.nextTick(uncork, this)
-    }
+    this.#cork()
     this.#ws.send(data, { binary })
     const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.length
-    this.messagesOut++
-    this.bytesOut += bytes
+    this.#messagesOut++
+    this.#bytesOut += bytes
     this.#hooks.sent(this, bytes, binary)
     return 'sent'
+  }
+
+  /**
+   * Hand a complete, pre-built server frame to the socket (fan-out: one frame built once for
+   * every recipient). `payloadBytes` is what counts as sent. Same backpressure policy as
+   * `send()`. Only valid without permessage-deflate on this connection.
+   */
+  sendFrame(frame: Buffer, payloadBytes: number, binary: boolean): SendResult {
+    if (this.#ws.readyState !== 1) return 'closed'
+    if (this.bufferedAmount > this.#policy.maxBufferedBytes) {
+      this.close(CloseCode.SLOW_CONSUMER, 'slow consumer: outbound buffer cap reached', true)
+      return 'slow'
+    }
+    this.#cork()
+    this.#socket.write(frame)
+    this.#messagesOut++
+    this.#bytesOut += payloadBytes
+    this.#hooks.sent(this, payloadBytes, binary)
+    return 'sent'
+  }
+
+  /** Whether frames may be written directly (no extension transforms the payload). */
+  get rawFramesOk(): boolean {
+    return this.#ws.extensions === ''
+  }
+
+  /** Each ws.send() is its own write; corking until the end of the tick makes one writev. */
+  #cork(): void {
+    if (this.#corked) return
+    this.#corked = true
+    this.#socket.cork()
+    process.nextTick(uncork, this)
   }
 
   /** @internal */
@@ -167,33 +276,121 @@ export class Connection implements Client {
     this.#socket.uncork()
   }
 
-  /** Start the closing handshake; `force` also destroys the socket if the peer does not answer soon. */
+  /**
+   * Start the closing handshake. `force` also cuts TCP if the peer has not answered within
+   * a second (a slow or dead peer would not read our close frame either). The first reason
+   * given is the one reported.
+   */
   close(code: number = CloseCode.NORMAL, reason = '', force = false): void {
-    if (this.closeCode === undefined) {
-      this.closeCode = code
-      this.closeReason = reason
-    }
+    this.#markClosing(code, reason)
     const state = this.#ws.readyState
     if (state === 0 || state === 1) this.#ws.close(code, truncateReason(reason))
-    if (force) {
-      // A slow consumer will not read our close frame either; do not wait ws's 30 s for it.
-      const t = setTimeout(() => this.#ws.terminate(), 1000)
-      t.unref()
-    }
+    if (force) setTimeout(terminate, FORCE_CLOSE_MS, this.#ws).unref()
   }
 
   /** Drop the TCP connection now, recording why. */
   terminate(code: number, reason: string): void {
-    if (this.closeCode === undefined) {
-      this.closeCode = code
-      this.closeReason = reason
-    }
+    this.#markClosing(code, reason)
     this.#ws.terminate()
   }
 
-  /** @internal */
-  ping(): void {
-    if (this.#ws.readyState === 1) this.#ws.ping()
+  /**
+   * One heartbeat period: a peer that left `maxMissed` pings in a row unanswered is closed
+   * with 4002; otherwise it is pinged again.
+   */
+  heartbeat(maxMissed: number): void {
+    if (this.closing) return
+    if (this.#missedPongs >= maxMissed) {
+      this.close(
+        CloseCode.HEARTBEAT_TIMEOUT,
+        `heartbeat timeout: ${this.#missedPongs} pings unanswered`,
+        true,
+      )
+      return
+    }
+    this.#missedPongs++
+    this.#ws.ping()
+  }
+
+  /** Close with 4001 if nothing was received for `seconds`. */
+  checkIdle(now: number, seconds: number): void {
+    if (!this.closing && now - this.#lastSeen > seconds * 1000)
+      this.close(CloseCode.IDLE_TIMEOUT, `idle timeout: nothing received for ${seconds}s`, true)
+  }
+
+  #markClosing(code: number, reason: string): void {
+    if (this.#closeCode !== undefined) return
+    this.#closeCode = code
+    this.#closeReason = reason
+  }
+
+  #onMessage(data: Buffer, binary: boolean): void {
+    this.#messagesIn++
+    this.#bytesIn += data.length
+    this.#missedPongs = 0
+    const now = Date.now()
+    this.#lastSeen = now
+    if (this.#policy.rateLimit > 0 && !this.#admitRate(now)) return
+    this.#hooks.message(this, data, binary)
+  }
+
+  /** Token bucket: `rateLimit` per second, bursts up to 2×. False when the message is refused. */
+  #admitRate(now: number): boolean {
+    const rate = this.#policy.rateLimit
+    const burst = rate * 2
+    this.#tokens =
+      this.#tokensAt === 0
+        ? burst
+        : Math.min(burst, this.#tokens + ((now - this.#tokensAt) * rate) / 1000)
+    this.#tokensAt = now
+    if (this.#tokens >= 1) {
+      this.#tokens -= 1
+      return true
+    }
+    if (this.#policy.rateLimitAction === 'close') {
+      if (!this.closing)
+        this.close(CloseCode.POLICY_VIOLATION, `rate limit exceeded (${rate} messages/s)`, true)
+      return false
+    }
+    // Drop, and report once per second per client rather than once per message.
+    if (this.#droppedInWindow++ === 0) {
+      this.#dropTimer = setTimeout(() => this.#reportDropped(), 1000)
+      this.#dropTimer.unref()
+    }
+    return false
+  }
+
+  #reportDropped(): void {
+    if (this.#dropTimer) clearTimeout(this.#dropTimer)
+    this.#dropTimer = undefined
+    const n = this.#droppedInWindow
+    this.#droppedInWindow = 0
+    if (n > 0) this.#hooks.dropped(this, n, `rate limit (${this.#policy.rateLimit} messages/s)`)
+  }
+
+  #onError(err: Error & { code?: string }): void {
+    const closeCode = closeCodeForWsError(err)
+    this.#markClosing(closeCode, err.message)
+    this.#hooks.error(this, err.code ?? 'ERR', err.message, closeCode)
+  }
+
+  #onClose(code: number, reason: Buffer): void {
+    if (this.#closed) return
+    this.#closed = true
+    // Drops not yet reported belong before the disconnect line.
+    if (this.#droppedInWindow > 0) this.#reportDropped()
+    const serverFirst = this.#closeCode !== undefined
+    this.#hooks.closed(this, {
+      client: this,
+      code: serverFirst ? this.#closeCode! : code,
+      reason: serverFirst ? this.#closeReason : reason.toString('utf8'),
+      initiator: serverFirst ? 'server' : 'client',
+      durationMs: Date.now() - this.connectedAt,
+      messagesIn: this.#messagesIn,
+      messagesOut: this.#messagesOut,
+      bytesIn: this.#bytesIn,
+      bytesOut: this.#bytesOut,
+    })
   }
 
   /** A plain snapshot (for JSON and logs). */
@@ -202,79 +399,27 @@ export class Connection implements Client {
       id: this.id,
       ip: this.ip,
       port: this.port,
+      proxy: this.proxy,
       origin: this.origin,
       userAgent: this.userAgent,
       protocol: this.protocol,
       path: this.path,
+      user: this.#user,
       connectedAt: this.connectedAt,
-      messagesIn: this.messagesIn,
-      messagesOut: this.messagesOut,
-      bytesIn: this.bytesIn,
-      bytesOut: this.bytesOut,
+      messagesIn: this.#messagesIn,
+      messagesOut: this.#messagesOut,
+      bytesIn: this.#bytesIn,
+      bytesOut: this.#bytesOut,
     }
-  }
-}
-
-/** The parts of ws's (private) Receiver that `failFastOnInvalidUtf8` relies on. */
-interface ReceiverInternals {
-  _fin: boolean
-  _opcode: number
-  _fragments: Buffer[]
-  dataMessage(cb: (err?: Error) => void): void
-  createError(
-    ctor: ErrorConstructor,
-    msg: string,
-    prefix: boolean,
-    status: number,
-    code: string,
-  ): Error
-}
-
-/**
- * ws checks the UTF-8 of a text message only once the message is complete, so a client can
- * stream up to `maxPayload` bytes after an invalid first fragment. This checks every non-final
- * fragment of a text message as it arrives (a streaming decoder keeps a code point split
- * across fragments pending) and fails the message through ws's own error path: close 1007,
- * `'error'` with `WS_ERR_INVALID_UTF8`. The final fragment is left to ws's own check. A no-op
- * should ws's receiver ever stop looking like this.
- */
-function failFastOnInvalidUtf8(ws: WebSocket): void {
-  const r = (ws as unknown as { _receiver?: ReceiverInternals })._receiver
-  if (
-    r === undefined ||
-    typeof r.dataMessage !== 'function' ||
-    typeof r.createError !== 'function' ||
-    !Array.isArray(r._fragments)
-  ) {
-    return
-  }
-  const dataMessage = r.dataMessage
-  let decoder: TextDecoder | undefined
-  let checked = 0
-  r.dataMessage = function (this: ReceiverInternals, cb: (err?: Error) => void): void {
-    if (this._fin) {
-      decoder = undefined
-      checked = 0
-    } else if (this._opcode === 1) {
-      decoder ??= new TextDecoder('utf-8', { fatal: true })
-      try {
-        for (; checked < this._fragments.length; checked++) {
-          decoder.decode(this._fragments[checked], { stream: true })
-        }
-      } catch {
-        decoder = undefined
-        checked = 0
-        const code = 'WS_ERR_INVALID_UTF8'
-        cb(this.createError(Error, 'invalid UTF-8 sequence', true, CloseCode.INVALID_PAYLOAD, code))
-        return
-      }
-    }
-    dataMessage.call(this, cb)
   }
 }
 
 function uncork(conn: Connection): void {
   conn.uncork()
+}
+
+function terminate(ws: WebSocket): void {
+  ws.terminate()
 }
 
 /** Close reasons are limited to 123 bytes of UTF-8 (RFC 6455 §5.5). */

@@ -2,38 +2,32 @@
  * The event bus: the spine every producer triggers into and every consumer (activity log,
  * user handlers, metrics) subscribes to.
  *
- * Events live in namespaces: `ws` holds the built-in ones, users add their own
- * (`register('app', 'order.created', fn)`). A name of `*` matches every event of a
- * namespace, a namespace of `*` every namespace. Dispatch is synchronous and in registration
- * order (exact handlers, then `ns:*`, then `*:*`); async handlers are not awaited. A handler
- * that throws or rejects is reported as `ws:handler.failed` and never stops delivery to the
- * others.
+ * Events live in namespaces. `ws` belongs to the server: its event names are a closed set
+ * (`WsEvents`), and only the server can trigger them — user code gets a TypeError (and, in
+ * TypeScript, a compile error). Users add their own namespaces
+ * (`register('app', 'order.created', fn)`) and trigger those freely.
+ *
+ * Order: a *recorder* (the activity log) sees every event before any handler does, so a
+ * line caused by a handler (a sent message, a user event) always follows the line of its
+ * cause. Then handlers run synchronously, in registration order: exact handlers, then
+ * `ns:*`, then `*:*`. Async handlers are not awaited. A handler that throws or rejects is
+ * reported as `ws:handler.failed` and never stops delivery to the others.
  */
 import type { Client } from './connection.js'
 
-/** Payloads of the built-in `ws` events. */
-export interface WsEvents {
-  'server.listening': { address: string; port: number; url: string }
-  'server.closing': { reason: string; clients: number }
-  'server.closed': { reason: string }
-  'client.connected': { client: Client }
-  'client.rejected': {
-    ip: string
-    port: number
-    status: number
-    reason: string
-    origin: string | undefined
-    userAgent: string | undefined
-  }
-  'message.received': MessageReceived
-  'message.sent': { client: Client; bytes: number; binary: boolean }
-  'message.dropped': { client: Client; reason: string; dropped: number }
-  'client.disconnected': ClientDisconnected
-  'client.error': { client: Client; code: string; message: string; closeCode: number }
-  'handler.failed': { event: string; error: unknown; suppressed: number }
-  'log.error': { path: string; code: string; message: string }
-  'log.dropped': { path: string; dropped: number }
-  'log.rotated': { path: string; rotatedTo: string }
+/** A client refused before any 101 (admission, bad handshake, header timeout). */
+export interface ClientRejected {
+  readonly ip: string
+  readonly port: number
+  /** HTTP status of the refusal. */
+  readonly status: number
+  readonly reason: string
+  readonly origin: string | undefined
+  readonly userAgent: string | undefined
+  /** Request path, credentials in the query redacted. */
+  readonly path: string | undefined
+  /** The TCP peer when the address came through a trusted proxy. */
+  readonly proxy: string | undefined
 }
 
 export interface MessageReceived {
@@ -44,6 +38,19 @@ export interface MessageReceived {
   readonly raw: Buffer
   readonly binary: boolean
   readonly bytes: number
+}
+
+export interface MessageSent {
+  readonly client: Client
+  readonly bytes: number
+  readonly binary: boolean
+}
+
+export interface MessageDropped {
+  readonly client: Client
+  readonly reason: string
+  /** Messages dropped since the last report (reports come at most once per second). */
+  readonly dropped: number
 }
 
 export interface ClientDisconnected {
@@ -60,6 +67,77 @@ export interface ClientDisconnected {
   readonly bytesOut: number
 }
 
+export interface ClientConnected {
+  readonly client: Client
+}
+
+export interface ClientError {
+  readonly client: Client
+  /** `ws`'s error code (`WS_ERR_…`). */
+  readonly code: string
+  readonly message: string
+  /** The close code this error implies (sent to the client). */
+  readonly closeCode: number
+}
+
+export interface HandlerFailed {
+  /** `ns:name` of the event whose handler failed. */
+  readonly event: string
+  readonly error: unknown
+}
+
+export interface ServerListening {
+  readonly address: string
+  readonly port: number
+  readonly url: string
+}
+
+export interface ServerClosing {
+  readonly reason: string
+  readonly clients: number
+}
+
+export interface ServerClosed {
+  readonly reason: string
+}
+
+export interface LogError {
+  readonly path: string
+  readonly code: string
+  readonly message: string
+}
+
+export interface LogDropped {
+  readonly path: string
+  readonly dropped: number
+}
+
+export interface LogRotated {
+  readonly path: string
+  readonly rotatedTo: string
+}
+
+/** Payloads of the built-in `ws` events: the closed set of names the server triggers. */
+export interface WsEvents {
+  'server.listening': ServerListening
+  'server.closing': ServerClosing
+  'server.closed': ServerClosed
+  'client.connected': ClientConnected
+  'client.rejected': ClientRejected
+  'message.received': MessageReceived
+  'message.sent': MessageSent
+  'message.dropped': MessageDropped
+  'client.disconnected': ClientDisconnected
+  'client.error': ClientError
+  'handler.failed': HandlerFailed
+  'log.error': LogError
+  'log.dropped': LogDropped
+  'log.rotated': LogRotated
+}
+
+/** A built-in event name. */
+export type WsEventName = keyof WsEvents
+
 /**
  * The event map: `'ns:name' → payload`. Augment it to type your own events:
  *
@@ -72,6 +150,20 @@ export interface ClientDisconnected {
 export interface EventMap extends WsEventMap {}
 
 type WsEventMap = { [K in keyof WsEvents as `ws:${K}`]: WsEvents[K] }
+
+/** Names accepted for a namespace: the closed built-in set for `ws`, anything for others. */
+export type EventNameFor<N extends string> = N extends 'ws'
+  ? WsEventName | '*'
+  : N extends '*'
+    ? '*'
+    : string
+
+/** What `trigger()` accepts as a namespace: anything but `ws` (the server's) and `*`. */
+export type UserNamespace<N extends string> = N extends 'ws'
+  ? 'error: the "ws" namespace belongs to the server; trigger your own namespace'
+  : N extends '*'
+    ? 'error: trigger() needs a concrete namespace, not "*"'
+    : N
 
 /** Payload of event `name` in namespace `ns`: typed where known, a plain record otherwise. */
 export type PayloadOf<N extends string, E extends string> = N extends '*'
@@ -88,6 +180,16 @@ export type PayloadOf<N extends string, E extends string> = N extends '*'
  */
 export type Handler<P = unknown> = (payload: P, name: string, ns: string) => unknown
 
+/**
+ * Sees every event before any handler (the activity log). Internal: not exported from the
+ * package root.
+ */
+export interface Recorder {
+  record(ns: string, name: string, payload: unknown): void
+  /** Whether `ns:name` would produce anything (lets producers skip building payloads). */
+  wants(ns: string, name: string): boolean
+}
+
 interface Entry {
   fn: Handler<any>
   once: boolean
@@ -95,34 +197,49 @@ interface Entry {
 
 const NO_HANDLERS: readonly Entry[] = []
 
+/** Set up by the class's static block: the server-only entry points. */
+let builtinEmit: <K extends WsEventName>(bus: EventBus, name: K, payload: WsEvents[K]) => number
+let recorderAdd: (bus: EventBus, r: Recorder) => () => void
+
 export class EventBus {
   /** ns → name → handlers. Copy-on-write arrays so dispatch never sees a mutation mid-loop. */
   #handlers = new Map<string, Map<string, readonly Entry[]>>()
+  #recorders: readonly Recorder[] = []
   #failureDepth = 0
 
+  static {
+    builtinEmit = (bus, name, payload) => bus.#dispatch('ws', name, payload)
+    recorderAdd = (bus, r) => {
+      bus.#recorders = [...bus.#recorders, r]
+      return () => {
+        bus.#recorders = bus.#recorders.filter((x) => x !== r)
+      }
+    }
+  }
+
   /** Subscribe; returns a function that unsubscribes. Alias of `on`. */
-  register<N extends string, E extends string, P = PayloadOf<N, E>>(
+  register<N extends string, E extends EventNameFor<N>>(
     ns: N,
     name: E,
-    handler: Handler<P>,
+    handler: Handler<PayloadOf<N, E>>,
   ): () => void {
     return this.on(ns, name, handler)
   }
 
-  on<N extends string, E extends string, P = PayloadOf<N, E>>(
+  on<N extends string, E extends EventNameFor<N>>(
     ns: N,
     name: E,
-    handler: Handler<P>,
+    handler: Handler<PayloadOf<N, E>>,
   ): () => void {
     this.#add(ns, name, { fn: handler, once: false })
     return () => this.off(ns, name, handler)
   }
 
   /** Subscribe for one delivery only. */
-  once<N extends string, E extends string, P = PayloadOf<N, E>>(
+  once<N extends string, E extends EventNameFor<N>>(
     ns: N,
     name: E,
-    handler: Handler<P>,
+    handler: Handler<PayloadOf<N, E>>,
   ): () => void {
     this.#add(ns, name, { fn: handler, once: true })
     return () => this.off(ns, name, handler)
@@ -147,11 +264,16 @@ export class EventBus {
     if (names.size === 0) this.#handlers.delete(ns)
   }
 
-  /** Whether anything would receive `ns:name` (lets producers skip building payloads). */
+  /**
+   * Whether anything (the activity log or a handler) would receive `ns:name`: lets a
+   * producer skip building a payload nobody reads.
+   */
   has(ns: string, name: string): boolean {
     const names = this.#handlers.get(ns)
     if (names !== undefined && (names.has(name) || names.has('*'))) return true
-    return this.#handlers.get('*') !== undefined
+    if (this.#handlers.has('*')) return true
+    for (const r of this.#recorders) if (r.wants(ns, name)) return true
+    return false
   }
 
   /** Number of handlers registered under exactly `ns` / `name` (wildcards are their own keys). */
@@ -160,12 +282,44 @@ export class EventBus {
   }
 
   /**
-   * Deliver `payload` to every matching handler, synchronously. Never throws because of a
-   * handler; returns the number of handlers called.
+   * Trigger a user event: record it, then deliver `payload` to every matching handler,
+   * synchronously. Never throws because of a handler; returns the number of handlers
+   * called. The `ws` namespace is the server's: triggering it throws a TypeError.
    */
-  trigger<N extends string, E extends string>(ns: N, name: E, payload: PayloadOf<N, E>): number {
-    if (ns === '*' || name === '*')
-      throw new TypeError('trigger() needs a concrete namespace and name, not "*"')
+  trigger<N extends string, E extends string>(
+    ns: UserNamespace<N>,
+    name: E,
+    payload: PayloadOf<N, E>,
+  ): number {
+    const n = ns as string
+    if (n === 'ws')
+      throw new TypeError(
+        'events.trigger(): the "ws" namespace belongs to the server; trigger events in your own namespace (e.g. "app")',
+      )
+    if (n === '*' || name === '*' || typeof n !== 'string' || typeof name !== 'string')
+      throw new TypeError('events.trigger() needs a concrete namespace and name, not "*"')
+    if (n.length === 0 || name.length === 0)
+      throw new TypeError('events.trigger(): namespace and name must be non-empty strings')
+    return this.#dispatch(n, name, payload)
+  }
+
+  /** Remove every handler. */
+  clear(): void {
+    this.#handlers.clear()
+  }
+
+  #dispatch(ns: string, name: string, payload: unknown): number {
+    const recorders = this.#recorders
+    for (let i = 0; i < recorders.length; i++) {
+      try {
+        recorders[i]!.record(ns, name, payload)
+      } catch (err) {
+        process.emitWarning(
+          `wirelog: recording ${ns}:${name} failed: ${err instanceof Error ? err.message : String(err)}`,
+          'WirelogWarning',
+        )
+      }
+    }
     const names = this.#handlers.get(ns)
     let n = 0
     if (names !== undefined) {
@@ -177,17 +331,18 @@ export class EventBus {
     return n
   }
 
-  /** Remove every handler. */
-  clear(): void {
-    this.#handlers.clear()
-  }
-
   #add(ns: string, name: string, entry: Entry): void {
     if (typeof ns !== 'string' || ns.length === 0)
       throw new TypeError('namespace must be a non-empty string')
     if (typeof name !== 'string' || name.length === 0)
       throw new TypeError('event name must be a non-empty string')
     if (typeof entry.fn !== 'function') throw new TypeError('handler must be a function')
+    if (ns === 'ws' && name !== '*' && !BUILTIN.has(name))
+      throw new TypeError(
+        `no built-in event "ws:${name}"${suggest(name)}; the ws events are: ${[...BUILTIN].join(', ')}`,
+      )
+    if (ns === '*' && name !== '*')
+      throw new TypeError('a "*" namespace only takes the "*" name (every event)')
     let names = this.#handlers.get(ns)
     if (names === undefined) {
       names = new Map()
@@ -244,9 +399,66 @@ export class EventBus {
     }
     this.#failureDepth++
     try {
-      this.trigger('ws', 'handler.failed', { event: `${ns}:${name}`, error, suppressed: 0 })
+      this.#dispatch('ws', 'handler.failed', { event: `${ns}:${name}`, error })
     } finally {
       this.#failureDepth--
     }
   }
+}
+
+const BUILTIN_NAMES: Record<WsEventName, true> = {
+  'server.listening': true,
+  'server.closing': true,
+  'server.closed': true,
+  'client.connected': true,
+  'client.rejected': true,
+  'message.received': true,
+  'message.sent': true,
+  'message.dropped': true,
+  'client.disconnected': true,
+  'client.error': true,
+  'handler.failed': true,
+  'log.error': true,
+  'log.dropped': true,
+  'log.rotated': true,
+}
+const BUILTIN: ReadonlySet<string> = new Set(Object.keys(BUILTIN_NAMES))
+
+/** `, did you mean "x"?` for a name within two edits of a built-in one. */
+function suggest(name: string): string {
+  let best: string | undefined
+  let bestD = 3
+  for (const b of BUILTIN) {
+    const d = editDistance(name, b)
+    if (d < bestD) {
+      bestD = d
+      best = b
+    }
+  }
+  return best ? ` (did you mean "${best}"?)` : ''
+}
+
+/** Levenshtein distance (small strings: option names, event names). */
+export function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!
+    prev[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j]!
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1))
+      diag = tmp
+    }
+  }
+  return prev[b.length]!
+}
+
+/** Trigger a built-in `ws` event (server modules only; not exported from the package). */
+export function emit<K extends WsEventName>(bus: EventBus, name: K, payload: WsEvents[K]): number {
+  return builtinEmit(bus, name, payload)
+}
+
+/** Install a recorder that sees every event before any handler; returns its removal. */
+export function addRecorder(bus: EventBus, recorder: Recorder): () => void {
+  return recorderAdd(bus, recorder)
 }

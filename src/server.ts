@@ -1,26 +1,54 @@
 /**
- * The server: HTTP listener, upgrade admission, connection registry, heartbeat, lifecycle
+ * The server: wires the HTTP listener, the request router, the admission pipeline, the
+ * connection registry and the behaviours together, and owns the lifecycle
  * (`NEW → RUNNING → CLOSING → CLOSED`) and graceful shutdown. It triggers events; it never
- * formats a log line (the activity log is a subscriber like any other).
+ * formats a log line (the activity log is the bus's recorder).
  */
 import { randomBytes } from 'node:crypto'
 import {
   createServer as createHttpServer,
   type Server as HttpServer,
   type IncomingMessage,
+  type ServerResponse,
 } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { type WebSocket, WebSocketServer } from 'ws'
-import { clientAddress, originAllowed } from './admission.js'
-import { type Behaviour, echo, silent } from './behaviours/echo.js'
-import { CloseCode, closeCodeForWsError } from './close-codes.js'
+import {
+  type AdmissionDecision,
+  type AdmissionHook,
+  type AdmissionRequest,
+  Capacity,
+  checkCapacity,
+  checkHandshake,
+  offeredProtocols,
+  originAllowed,
+  type Reject,
+  reject,
+  runHooks,
+} from './admission.js'
+import type { Behaviour } from './behaviour.js'
+import { echo, silent } from './behaviours/echo.js'
+import { CloseCode } from './close-codes.js'
 import { type Config, resolveConfig, type WirelogOptions } from './config.js'
-import { type Client, Connection, normalizeIp } from './connection.js'
-import { EventBus, type MessageReceived } from './events.js'
-import { handleHttpRequest, rejectUpgrade } from './http.js'
-import { ActivityLog } from './log/activity-log.js'
+import {
+  type Client,
+  Connection,
+  type ConnectionHooks,
+  type ConnectionPolicy,
+  normalizeIp,
+} from './connection.js'
+import { EventBus, emit, type MessageReceived } from './events.js'
+import { rejectUpgrade } from './http/raw.js'
+import { type RouteHandler, type RouteOptions, Router, send } from './http/router.js'
+import { ActivityLog, type Logger } from './log/activity-log.js'
+import { type ClientAddress, clientAddress, compileTrust, type TrustFn } from './proxy.js'
+import { createRedactor, type Redactor } from './redact.js'
 
 export type ServerState = 'NEW' | 'RUNNING' | 'CLOSING' | 'CLOSED'
+
+/** Longest an async admission hook may take before the upgrade is refused with 503. */
+const ADMISSION_TIMEOUT_MS = 10_000
 
 /** The payload of `message.received`; `data` decodes text lazily, once. */
 class MessageEvent implements MessageReceived {
@@ -43,7 +71,7 @@ class MessageEvent implements MessageReceived {
   toJSON(): object {
     return {
       client: this.client.id,
-      data: this.binary ? `<${this.bytes} bytes>` : this.data,
+      data: this.binary ? this.raw.toString('base64') : this.data,
       binary: this.binary,
       bytes: this.bytes,
     }
@@ -55,28 +83,54 @@ export interface ServerDeps {
   activityLog?: ActivityLog | null
 }
 
+const NO_LOG: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child: () => NO_LOG,
+}
+
 export class WirelogServer {
   readonly config: Config
   /** The event bus: register handlers here. */
   readonly events: EventBus
-  /** The activity log subscriber (undefined when logging is off). */
+  /** The activity log (undefined when logging is off). */
   readonly activityLog: ActivityLog | undefined
+  /** Write your own lines into the activity log (`server.log.info('…', { k: v })`). */
+  readonly log: Logger
 
   #state: ServerState = 'NEW'
   #http: HttpServer
   #wss: WebSocketServer
+  #router: Router
+  #capacity = new Capacity()
   #clients = new Set<Connection>()
-  #perIp = new Map<string, number>()
+  #behaviours = new Map<Connection, Behaviour>()
   #idPrefix = randomBytes(3).toString('hex')
   #nextId = 0
-  #behaviour: Behaviour
+  #default: Behaviour
+  #protocols: ReadonlyMap<string, Behaviour>
+  #admit: AdmissionHook[]
+  #trust: TrustFn | undefined
+  #redact: Redactor
+  #policy: ConnectionPolicy
   #heartbeat: NodeJS.Timeout | undefined
   #idleSweep: NodeJS.Timeout | undefined
   #listening: Promise<AddressInfo> | undefined
   #closing: Promise<void> | undefined
   #allGone: (() => void) | undefined
-  #hooks = {
-    sent: (conn: Connection, bytes: number, binary: boolean) => this.#onSent(conn, bytes, binary),
+  #hooks: ConnectionHooks = {
+    message: (conn, data, binary) => this.#onMessage(conn, data, binary),
+    sent: (conn, bytes, binary) => {
+      if (this.events.has('ws', 'message.sent'))
+        emit(this.events, 'message.sent', { client: conn, bytes, binary })
+    },
+    dropped: (conn, dropped, reason) =>
+      emit(this.events, 'message.dropped', { client: conn, reason, dropped }),
+    error: (conn, code, message, closeCode) =>
+      emit(this.events, 'client.error', { client: conn, code, message, closeCode }),
+    closed: (conn, info) => this.#onClose(conn, info),
   }
 
   constructor(options: WirelogOptions = {}, deps: ServerDeps = {}) {
@@ -88,9 +142,27 @@ export class WirelogServer {
         ? undefined
         : (deps.activityLog ??
           (cfg.log.enabled || cfg.log.stdout ? new ActivityLog(cfg.log) : undefined))
-    this.#behaviour = cfg.behaviour === 'echo' ? echo(cfg.echoPrefix) : silent()
-
+    // Recording starts now: events triggered before listen() are logged once the file opens.
+    this.activityLog?.attach(this.events)
+    this.log = this.activityLog?.logger('app') ?? NO_LOG
+    this.#default =
+      typeof cfg.behaviour === 'object'
+        ? cfg.behaviour
+        : cfg.behaviour === 'silent'
+          ? silent()
+          : echo(cfg.echoPrefix)
+    this.#protocols = new Map(Object.entries(cfg.protocols))
+    this.#admit =
+      cfg.admit === undefined ? [] : Array.isArray(cfg.admit) ? [...cfg.admit] : [cfg.admit]
+    this.#trust = compileTrust(cfg.trustProxy)
+    this.#redact = createRedactor(cfg.log.redact)
     const limits = cfg.limits
+    this.#policy = {
+      maxBufferedBytes: limits.maxBufferedBytes,
+      rateLimit: limits.rateLimit,
+      rateLimitAction: limits.rateLimitAction,
+    }
+
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -112,13 +184,29 @@ export class WirelogServer {
               clientNoContextTakeover: true,
               concurrencyLimit: 10,
             },
+      handleProtocols: (offered: Set<string>) => {
+        for (const p of offered) if (this.#protocols.has(p)) return p
+        return false
+      },
       closeTimeout: Math.max(1000, Math.min(cfg.shutdownTimeout, 30_000)),
     } as ConstructorParameters<typeof WebSocketServer>[0])
-    this.#wss.on(
-      'wsClientError',
-      (err: Error & { code?: string }, socket: Duplex, req: IncomingMessage) =>
-        this.#onHandshakeError(err, socket, req),
+    // Every handshake problem whose status we know is refused before ws sees the request
+    // (admission's checkHandshake); what ws still finds (a bad extensions header) is a 400.
+    this.#wss.on('wsClientError', (err: Error, socket: Duplex, req: IncomingMessage) =>
+      this.#refuse(socket, req, clientAddress(req, this.#trust), reject(400, err.message)),
     )
+
+    this.#router = new Router({
+      adminToken: cfg.adminToken,
+      loopbackOnly: () => isLoopback(this.address()?.address ?? cfg.host),
+      onError: (path, error) =>
+        emit(this.events, 'handler.failed', { event: `http:${path}`, error }),
+    })
+    if (cfg.health !== 'off') {
+      this.#router.add('/health', (req, res, ctx) => this.#health(req, res, ctx.admin), {
+        access: cfg.health === 'admin' ? 'admin' : 'public',
+      })
+    }
 
     this.#http = createHttpServer(
       {
@@ -128,8 +216,7 @@ export class WirelogServer {
         connectionsCheckingInterval: Math.min(1000, limits.headersTimeout),
         keepAliveTimeout: 5000,
       },
-      (req, res) =>
-        handleHttpRequest(req, res, () => ({ state: this.#state, clients: this.#clients.size })),
+      (req, res) => this.#onRequest(req, res),
     )
     this.#http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
       this.#onUpgrade(req, socket, head),
@@ -155,9 +242,30 @@ export class WirelogServer {
     return a !== null && typeof a === 'object' ? a : null
   }
 
-  /** The underlying HTTP server (to add routes before `listen()`). */
+  /**
+   * The underlying HTTP server (for its settings and events). Add HTTP routes with
+   * `route()`: a `'request'` listener of your own answers only requests no route matched.
+   */
   get httpServer(): HttpServer {
     return this.#http
+  }
+
+  /**
+   * Answer plain HTTP requests for `path` (GET and HEAD unless `options.methods` says
+   * otherwise). `access: 'admin'` protects it like the built-in admin endpoints. Returns a
+   * function that removes the route.
+   */
+  route(path: string, handler: RouteHandler, options?: RouteOptions): () => void {
+    return this.#router.add(path, handler, options)
+  }
+
+  /** Add an admission hook, run before the 101 after the built-in rules (see `AdmissionHook`). */
+  admit(hook: AdmissionHook): () => void {
+    if (typeof hook !== 'function') throw new TypeError('admit(): the hook must be a function')
+    this.#admit.push(hook)
+    return () => {
+      this.#admit = this.#admit.filter((h) => h !== hook)
+    }
   }
 
   /**
@@ -174,21 +282,20 @@ export class WirelogServer {
 
   async #doListen(): Promise<AddressInfo> {
     const cfg = this.config
-    if (this.activityLog) {
-      await this.activityLog.open()
-      this.activityLog.attach(this.events)
-    }
     try {
+      await this.activityLog?.open()
       await new Promise<void>((resolve, reject) => {
         const onError = (err: Error): void => reject(err)
         this.#http.once('error', onError)
-        this.#http.listen(cfg.port, cfg.host, () => {
+        this.#http.listen({ port: cfg.port, host: cfg.host, backlog: cfg.backlog }, () => {
           this.#http.off('error', onError)
           resolve()
         })
       })
+      for (const b of this.#allBehaviours()) await b.attach?.(this)
     } catch (err) {
       this.#state = 'CLOSED'
+      if (this.#http.listening) await new Promise((r) => this.#http.close(r))
       await this.activityLog?.close()
       throw err
     }
@@ -199,7 +306,7 @@ export class WirelogServer {
     this.#startTimers()
     const addr = this.address()!
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
-    this.events.trigger('ws', 'server.listening', {
+    emit(this.events, 'server.listening', {
       address: addr.address,
       port: addr.port,
       url: `ws://${host}:${addr.port}`,
@@ -225,12 +332,25 @@ export class WirelogServer {
     }
     if (this.#state === 'NEW' || this.#state === 'CLOSED') {
       this.#state = 'CLOSED'
+      // Never listened: lines recorded so far still reach the file.
+      if (this.activityLog && this.activityLog.stats.buffered > 0) {
+        try {
+          await this.activityLog.open()
+        } catch {}
+      }
       await this.activityLog?.close()
       return
     }
     this.#state = 'CLOSING'
-    this.events.trigger('ws', 'server.closing', { reason, clients: this.#clients.size })
+    emit(this.events, 'server.closing', { reason, clients: this.#clients.size })
     this.#stopTimers()
+    for (const b of this.#allBehaviours()) {
+      try {
+        await b.detach?.()
+      } catch (error) {
+        emit(this.events, 'handler.failed', { event: `behaviour:${b.name}.detach`, error })
+      }
+    }
     const httpClosed = new Promise<void>((resolve) => this.#http.close(() => resolve()))
     this.#http.closeIdleConnections()
 
@@ -253,19 +373,28 @@ export class WirelogServer {
     this.#http.closeAllConnections()
     await httpClosed
     this.#state = 'CLOSED'
-    this.events.trigger('ws', 'server.closed', { reason })
+    emit(this.events, 'server.closed', { reason })
     await this.activityLog?.close()
+  }
+
+  #allBehaviours(): Behaviour[] {
+    return [...new Set([this.#default, ...this.#protocols.values()])]
   }
 
   #startTimers(): void {
     const cfg = this.config
     if (cfg.timeout > 0) {
-      this.#heartbeat = setInterval(() => this.#sweepHeartbeat(), cfg.timeout * 1000)
+      this.#heartbeat = setInterval(() => {
+        for (const c of this.#clients) c.heartbeat(cfg.heartbeatMissed)
+      }, cfg.timeout * 1000)
       this.#heartbeat.unref()
     }
     if (cfg.idleTimeout > 0) {
       const every = Math.max(100, Math.min(5000, (cfg.idleTimeout * 1000) / 4))
-      this.#idleSweep = setInterval(() => this.#sweepIdle(), every)
+      this.#idleSweep = setInterval(() => {
+        const now = Date.now()
+        for (const c of this.#clients) c.checkIdle(now, cfg.idleTimeout)
+      }, every)
       this.#idleSweep.unref()
     }
   }
@@ -275,51 +404,39 @@ export class WirelogServer {
     if (this.#idleSweep) clearInterval(this.#idleSweep)
   }
 
-  #sweepHeartbeat(): void {
-    const max = this.config.heartbeatMissed
-    for (const c of this.#clients) {
-      if (c.missedPongs >= max) {
-        c.close(
-          CloseCode.HEARTBEAT_TIMEOUT,
-          `heartbeat timeout: ${c.missedPongs} pings unanswered`,
-          true,
-        )
-      } else {
-        c.missedPongs++
-        c.ping()
-      }
-    }
+  #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    if (this.#router.handle(req, res)) return
+    // Another 'request' listener (added on httpServer) answers what no route matched.
+    if (this.#http.listenerCount('request') > 1) return
+    const body = 'wirelog: this is a WebSocket endpoint; connect with a WebSocket client.\n'
+    res.writeHead(426, {
+      upgrade: 'websocket',
+      connection: 'Upgrade',
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+    })
+    res.end(body)
   }
 
-  #sweepIdle(): void {
-    const limit = this.config.idleTimeout * 1000
-    const now = Date.now()
-    for (const c of this.#clients) {
-      if (c.closeCode === undefined && now - c.lastSeen > limit) {
-        c.close(
-          CloseCode.IDLE_TIMEOUT,
-          `idle timeout: nothing received for ${this.config.idleTimeout}s`,
-          true,
-        )
-      }
-    }
+  #health(_req: IncomingMessage, res: ServerResponse, admin: boolean): void {
+    const ok = this.#state === 'RUNNING'
+    send(res, ok ? 200 : 503, {
+      status: ok ? 'ok' : 'unavailable',
+      state: this.#state,
+      ...(admin ? { clients: this.#clients.size } : {}),
+    })
   }
 
-  #reject(
-    socket: Duplex,
-    req: IncomingMessage,
-    ip: string,
-    status: number,
-    reason: string,
-    headers?: Record<string, string>,
-  ): void {
-    rejectUpgrade(socket, status, reason, headers)
-    const s = req.socket
-    this.events.trigger('ws', 'client.rejected', {
-      ip,
-      port: s.remotePort ?? 0,
-      status,
-      reason,
+  /** Answer a refused upgrade and record it. */
+  #refuse(socket: Duplex, req: IncomingMessage, addr: ClientAddress, r: Reject): void {
+    rejectUpgrade(socket, r.status, r.reason, r.headers)
+    emit(this.events, 'client.rejected', {
+      ip: addr.ip,
+      port: req.socket.remotePort ?? 0,
+      proxy: addr.proxy,
+      status: r.status,
+      reason: r.reason,
+      path: req.url === undefined ? undefined : this.#redact.path(req.url),
       origin: header(req, 'origin'),
       userAgent: header(req, 'user-agent'),
     })
@@ -328,66 +445,89 @@ export class WirelogServer {
   #onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     // Until ws takes the socket over, a reset must not become an uncaught 'error'.
     socket.on('error', noop)
-    const cfg = this.config
-    const ip = clientAddress(req, cfg.trustProxy)
-    const refusal = this.#admission(req, ip)
+    const addr = clientAddress(req, this.#trust)
+    const refusal =
+      checkHandshake(req) ??
+      (this.#state !== 'RUNNING' ? reject(503, 'server shutting down') : undefined) ??
+      (originAllowed(header(req, 'origin'), this.config.allowedOrigins)
+        ? undefined
+        : reject(403, 'origin not allowed')) ??
+      checkCapacity(this.#capacity, addr.ip, this.config.limits)
     if (refusal !== undefined) {
-      this.#reject(socket, req, ip, refusal.status, refusal.reason, refusal.headers)
+      this.#refuse(socket, req, addr, refusal)
       return
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#onConnection(ws, req, socket, ip))
+    // The slot is held from here until the TCP connection is gone, whatever happens.
+    this.#capacity.take(addr.ip)
+    socket.once('close', () => this.#capacity.release(addr.ip))
+    if (this.#admit.length === 0) this.#upgrade(req, socket, head, addr, undefined)
+    else this.#admitAsync(req, socket, head, addr)
   }
 
-  /** Why an upgrade from `ip` must be refused before the 101, or undefined to accept it. */
-  #admission(
+  async #admitAsync(
     req: IncomingMessage,
-    ip: string,
-  ): { status: number; reason: string; headers?: Record<string, string> } | undefined {
-    const cfg = this.config
-    if (this.#state !== 'RUNNING') return { status: 503, reason: 'server shutting down' }
-    if (!originAllowed(header(req, 'origin'), cfg.allowedOrigins))
-      return { status: 403, reason: 'origin not allowed' }
-    const limits = cfg.limits
-    const retry = { 'Retry-After': '5' }
-    if (limits.maxConnections > 0 && this.#clients.size >= limits.maxConnections) {
-      return { status: 503, reason: 'server at capacity', headers: retry }
+    socket: Socket,
+    head: Buffer,
+    addr: ClientAddress,
+  ): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    const request: AdmissionRequest = {
+      ip: addr.ip,
+      port: req.socket.remotePort ?? 0,
+      proxy: addr.proxy,
+      method: req.method ?? 'GET',
+      path: url.pathname,
+      query: url.searchParams,
+      headers: req.headers,
+      origin: header(req, 'origin'),
+      userAgent: header(req, 'user-agent'),
+      protocols: offeredProtocols(req) ?? [],
+      request: req,
     }
-    if (
-      limits.maxConnectionsPerIp > 0 &&
-      (this.#perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp
-    ) {
-      return { status: 503, reason: 'too many connections from this address', headers: retry }
+    let timer: NodeJS.Timeout | undefined
+    let decision: AdmissionDecision
+    try {
+      decision = await Promise.race([
+        runHooks(this.#admit, request),
+        new Promise<AdmissionDecision>((resolve) => {
+          timer = setTimeout(resolve, ADMISSION_TIMEOUT_MS, reject(503, 'admission timed out'))
+        }),
+      ])
+    } catch (error) {
+      emit(this.events, 'handler.failed', { event: 'ws:client.rejected', error })
+      decision = reject(500, 'admission hook failed')
+    } finally {
+      clearTimeout(timer)
     }
-    return undefined
+    if (socket.destroyed || !socket.writable) {
+      // The client left while we were deciding: record it, there is no one to answer.
+      return this.#refuse(socket, req, addr, {
+        accept: false,
+        status: 499,
+        reason: 'client closed the connection during admission',
+      })
+    }
+    if (!decision.accept) return this.#refuse(socket, req, addr, decision)
+    if (this.#state !== 'RUNNING')
+      return this.#refuse(socket, req, addr, reject(503, 'server shutting down'))
+    this.#upgrade(req, socket, head, addr, decision)
   }
 
-  /** ws found the handshake invalid (bad method, key, version, …): answer and log it. */
-  #onHandshakeError(err: Error & { code?: string }, socket: Duplex, req: IncomingMessage): void {
-    // ws hands over only the message: 405 for a bad method; a version we do not speak is
-    // 426 with the versions we do (RFC 6455 §4.4); anything else malformed is 400.
-    const badVersion =
-      /version/i.test(err.message) && req.headers['sec-websocket-version'] !== undefined
-    const status = /method/i.test(err.message) ? 405 : badVersion ? 426 : 400
-    const headers: Record<string, string> =
-      status === 405
-        ? { Allow: 'GET' }
-        : /version/i.test(err.message)
-          ? { ...(badVersion ? { Upgrade: 'websocket' } : {}), 'Sec-WebSocket-Version': '13, 8' }
-          : {}
-    this.#reject(
-      socket,
-      req,
-      clientAddress(req, this.config.trustProxy),
-      status,
-      err.message,
-      headers,
+  #upgrade(
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    addr: ClientAddress,
+    decision: AdmissionDecision | undefined,
+  ): void {
+    this.#wss.handleUpgrade(req, socket, head, (ws) =>
+      this.#onConnection(ws, req, socket, addr, decision),
     )
   }
 
   /** A malformed HTTP request or a header timeout, before any upgrade. */
   #onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     const s = socket as Socket
-    const ip = normalizeIp(s.remoteAddress)
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy()
       return
@@ -403,120 +543,81 @@ export class WirelogServer {
         ? 'request headers timed out'
         : `bad HTTP request (${err.code ?? 'parse error'})`
     rejectUpgrade(socket, status, reason)
-    this.events.trigger('ws', 'client.rejected', {
-      ip,
+    emit(this.events, 'client.rejected', {
+      ip: normalizeIp(s.remoteAddress),
       port: s.remotePort ?? 0,
+      proxy: undefined,
       status,
       reason,
+      path: undefined,
       origin: undefined,
       userAgent: undefined,
     })
   }
 
-  #onConnection(ws: WebSocket, req: IncomingMessage, socket: Socket, ip: string): void {
+  #onConnection(
+    ws: WebSocket,
+    req: IncomingMessage,
+    socket: Socket,
+    addr: ClientAddress,
+    decision: AdmissionDecision | undefined,
+  ): void {
     socket.off('error', noop)
-    const conn = new Connection(ws, socket, {
-      id: `${this.#idPrefix}-${(++this.#nextId).toString(36)}`,
-      ip,
-      port: req.socket.remotePort ?? 0,
-      origin: header(req, 'origin'),
-      userAgent: header(req, 'user-agent'),
-      path: req.url ?? '/',
-      maxBufferedBytes: this.config.limits.maxBufferedBytes,
-      hooks: this.#hooks,
-    })
+    const accepted = decision?.accept ? decision : undefined
+    const conn = new Connection(
+      ws,
+      socket,
+      {
+        id: `${this.#idPrefix}-${(++this.#nextId).toString(36)}`,
+        ip: addr.ip,
+        port: req.socket.remotePort ?? 0,
+        proxy: addr.proxy,
+        origin: header(req, 'origin'),
+        userAgent: header(req, 'user-agent'),
+        path: this.#redact.path(req.url ?? '/'),
+        user: accepted?.user,
+        context: { ...accepted?.context },
+      },
+      this.#hooks,
+      this.#policy,
+    )
+    const behaviour = this.#protocols.get(ws.protocol) ?? this.#default
     this.#clients.add(conn)
-    this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1)
-
-    ws.on('message', (data: Buffer, isBinary: boolean) => this.#onMessage(conn, data, isBinary))
-    ws.on('pong', () => {
-      conn.missedPongs = 0
-    })
-    ws.on('error', (err: Error & { code?: string }) => {
-      const closeCode = closeCodeForWsError(err)
-      if (conn.closeCode === undefined) {
-        conn.closeCode = closeCode
-        conn.closeReason = err.message
-      }
-      this.events.trigger('ws', 'client.error', {
-        client: conn,
-        code: err.code ?? 'ERR',
-        message: err.message,
-        closeCode,
-      })
-    })
-    ws.once('close', (code: number, reason: Buffer) => this.#onClose(conn, code, reason))
-
-    this.events.trigger('ws', 'client.connected', { client: conn })
-    if (this.#state !== 'RUNNING') conn.close(CloseCode.GOING_AWAY, 'server shutting down')
+    this.#behaviours.set(conn, behaviour)
+    emit(this.events, 'client.connected', { client: conn })
+    if (this.#state !== 'RUNNING') {
+      conn.close(CloseCode.GOING_AWAY, 'server shutting down')
+      return
+    }
+    if (behaviour.open) this.#callBehaviour(behaviour, 'open', () => behaviour.open!(conn))
   }
 
   #onMessage(conn: Connection, data: Buffer, binary: boolean): void {
-    conn.messagesIn++
-    conn.bytesIn += data.length
-    const now = Date.now()
-    conn.lastSeen = now
-    conn.missedPongs = 0
-    const rate = this.config.limits.rateLimit
-    if (rate > 0 && !this.#admitRate(conn, now, rate)) return
-    this.events.trigger('ws', 'message.received', new MessageEvent(conn, data, binary))
-    this.#behaviour(conn, data, binary)
+    emit(this.events, 'message.received', new MessageEvent(conn, data, binary))
+    const behaviour = this.#behaviours.get(conn)
+    if (behaviour === undefined) return
+    try {
+      behaviour.message(conn, data, binary)
+    } catch (error) {
+      emit(this.events, 'handler.failed', { event: `behaviour:${behaviour.name}.message`, error })
+    }
   }
 
-  /** Token bucket: `rate` per second, bursts up to 2×. False when the message is refused. */
-  #admitRate(conn: Connection, now: number, rate: number): boolean {
-    const burst = rate * 2
-    if (conn.tokensAt === 0) {
-      conn.tokens = burst
-    } else {
-      conn.tokens = Math.min(burst, conn.tokens + ((now - conn.tokensAt) * rate) / 1000)
+  #callBehaviour(b: Behaviour, what: string, fn: () => void): void {
+    try {
+      fn()
+    } catch (error) {
+      emit(this.events, 'handler.failed', { event: `behaviour:${b.name}.${what}`, error })
     }
-    conn.tokensAt = now
-    if (conn.tokens >= 1) {
-      conn.tokens -= 1
-      return true
-    }
-    if (this.config.limits.rateLimitAction === 'close') {
-      if (conn.closeCode === undefined)
-        conn.close(CloseCode.POLICY_VIOLATION, `rate limit exceeded (${rate} messages/s)`, true)
-      return false
-    }
-    // Drop, and report once per second per client rather than once per message.
-    if (conn.droppedInWindow++ === 0) {
-      setTimeout(() => {
-        const n = conn.droppedInWindow
-        conn.droppedInWindow = 0
-        this.events.trigger('ws', 'message.dropped', {
-          client: conn,
-          reason: `rate limit (${rate} messages/s)`,
-          dropped: n,
-        })
-      }, 1000).unref()
-    }
-    return false
   }
 
-  #onSent(conn: Connection, bytes: number, binary: boolean): void {
-    this.events.trigger('ws', 'message.sent', { client: conn, bytes, binary })
-  }
-
-  #onClose(conn: Connection, code: number, reason: Buffer): void {
+  #onClose(conn: Connection, info: Parameters<ConnectionHooks['closed']>[1]): void {
     if (!this.#clients.delete(conn)) return
-    const n = (this.#perIp.get(conn.ip) ?? 1) - 1
-    if (n <= 0) this.#perIp.delete(conn.ip)
-    else this.#perIp.set(conn.ip, n)
-    const serverFirst = conn.closeCode !== undefined
-    this.events.trigger('ws', 'client.disconnected', {
-      client: conn,
-      code: serverFirst ? conn.closeCode! : code,
-      reason: serverFirst ? (conn.closeReason ?? '') : reason.toString('utf8'),
-      initiator: serverFirst ? 'server' : 'client',
-      durationMs: Date.now() - conn.connectedAt,
-      messagesIn: conn.messagesIn,
-      messagesOut: conn.messagesOut,
-      bytesIn: conn.bytesIn,
-      bytesOut: conn.bytesOut,
-    })
+    const behaviour = this.#behaviours.get(conn)
+    this.#behaviours.delete(conn)
+    emit(this.events, 'client.disconnected', info)
+    if (behaviour?.close)
+      this.#callBehaviour(behaviour, 'close', () => behaviour.close!(conn, info))
     if (this.#clients.size === 0 && this.#allGone) {
       const done = this.#allGone
       this.#allGone = undefined
@@ -525,13 +626,17 @@ export class WirelogServer {
   }
 }
 
-type Duplex = import('node:stream').Duplex
-
 function noop(): void {}
 
 function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name]
   return Array.isArray(v) ? v[0] : v
+}
+
+/** Whether `host` names only loopback (127.0.0.0/8, ::1, localhost). */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase()
+  return h === 'localhost' || h === '::1' || h.startsWith('127.') || h.startsWith('::ffff:127.')
 }
 
 /** Create a server (not yet listening). */

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert'
 import { once } from 'node:events'
 import { describe, it } from 'node:test'
+import { addRecorder, emit } from '../src/events.js'
 import { EventBus, type WsEvents } from '../src/index.js'
 
 describe('EventBus', () => {
@@ -30,7 +31,7 @@ describe('EventBus', () => {
       bytes: 12,
       binary: false,
     } as unknown as WsEvents['message.received']
-    bus.trigger('ws', 'message.received', payload)
+    emit(bus, 'message.received', payload)
     assert.deepEqual(lines, ['Message received: Hello Server'])
   })
 
@@ -69,7 +70,8 @@ describe('EventBus', () => {
     bus.trigger('app', 'a', {})
     bus.trigger('other', 'b', {})
     assert.deepEqual(seen, ['app* app:a', '** app:a', '** other:b'])
-    assert.throws(() => bus.trigger('*', 'x', {} as never), /concrete/)
+    // @ts-expect-error: '*' is not a namespace one can trigger
+    assert.throws(() => bus.trigger('*', 'x', {}), /concrete/)
   })
 
   it('isolates a throwing handler, reports handler.failed, keeps delivering', () => {
@@ -132,6 +134,64 @@ describe('EventBus', () => {
     assert.throws(() => bus.on('', 'x', () => {}), TypeError)
     assert.throws(() => bus.on('a', '', () => {}), TypeError)
     assert.throws(() => bus.on('a', 'b', 42 as never), TypeError)
+  })
+
+  it('the ws namespace belongs to the server: trigger() refuses it, at compile time too', () => {
+    const bus = new EventBus()
+    const seen: unknown[] = []
+    bus.on('ws', 'server.closed', (e) => seen.push(e))
+    // @ts-expect-error: user code cannot trigger ws events
+    assert.throws(() => bus.trigger('ws', 'server.closed', { reason: 'forged' }), {
+      name: 'TypeError',
+      message: /"ws" namespace belongs to the server/,
+    })
+    // A namespace only known at run time is refused too.
+    const ns: string = ['w', 's'].join('')
+    assert.throws(() => bus.trigger(ns, 'server.closed', {}), TypeError)
+    assert.deepEqual(seen, [])
+    // The server's own path still delivers.
+    emit(bus, 'server.closed', { reason: 'real' })
+    assert.deepEqual(seen, [{ reason: 'real' }])
+  })
+
+  it('built-in event names are a closed set: a typo does not compile and throws', () => {
+    const bus = new EventBus()
+    // @ts-expect-error: 'message.recieved' is not a built-in event
+    assert.throws(() => bus.register('ws', 'message.recieved', () => {}), {
+      name: 'TypeError',
+      message: /no built-in event "ws:message\.recieved" \(did you mean "message\.received"\?\)/,
+    })
+    // User namespaces stay open, wildcards still work.
+    bus.register('app', 'anything.at.all', () => {})
+    bus.register('ws', '*', () => {})
+    bus.register('*', '*', () => {})
+    // @ts-expect-error: a '*' namespace takes only the '*' name
+    assert.throws(() => bus.register('*', 'x', () => {}), TypeError)
+  })
+
+  it('a recorder sees every event before any handler, and nested events after their cause', () => {
+    const bus = new EventBus()
+    const order: string[] = []
+    addRecorder(bus, {
+      record: (ns, name) => order.push(`record ${ns}:${name}`),
+      wants: () => true,
+    })
+    // Registered first, yet it must not run before the recorder.
+    bus.on('*', '*', (_p, name, ns) => {
+      order.push(`all ${ns}:${name}`)
+    })
+    bus.on('app', 'outer', () => {
+      order.push('outer handler')
+      bus.trigger('app', 'inner', {})
+    })
+    bus.trigger('app', 'outer', {})
+    assert.deepEqual(order, [
+      'record app:outer',
+      'outer handler',
+      'record app:inner',
+      'all app:inner',
+      'all app:outer',
+    ])
   })
 
   it('unsubscribing during dispatch does not skip other handlers', () => {

@@ -60,7 +60,10 @@ export function readLines(path: string): string[] {
   } catch {
     return []
   }
-  return text.split('\n').filter((l) => l.length > 0)
+  // Only whole lines: the last one may still be being written.
+  const lines = text.split('\n')
+  lines.pop()
+  return lines.filter((l) => l.length > 0)
 }
 
 /** Poll `fn` until it returns a truthy value; fail after `timeoutMs` with `what`. */

@@ -245,7 +245,7 @@ describe('the default text log', () => {
       )
       assert.match(
         line!,
-        / status=403 reason="origin not allowed" origin=https:\/\/example\.com\.evil\.net/,
+        / status=403 reason="origin not allowed" path=\/ origin=https:\/\/example\.com\.evil\.net/,
       )
     } finally {
       await t.stop()

@@ -1,20 +1,45 @@
 /**
- * The activity log: one subscriber of the event bus that turns every event into one line.
+ * The activity log: the bus's recorder, turning every event into one line.
  *
- * It owns the sentence of each event, the level, the preview/escaping of client content and
- * the sinks (file, stdout). The server never formats a line itself.
+ * It sees each event before any user handler does (see `events.ts`), so lines are in
+ * causal order: a line caused by a handler always follows the line of its cause. It is
+ * attached when the server is created; lines of events triggered before `listen()` wait
+ * in memory until the file is open. It owns the sentence of each event, the level, the
+ * preview/escaping of client content and the sinks (file, stdout). The server never formats
+ * a line itself.
  */
 import { join, resolve } from 'node:path'
 import type { Config } from '../config.js'
-import type { ClientInfo } from '../connection.js'
-import type { ClientDisconnected, EventBus, MessageReceived, WsEvents } from '../events.js'
-import { escapeText, hexPreview, jsonString, utf8Boundary } from './escape.js'
-import { createBuilder, LEVELS, type LineBuilder } from './format.js'
+import type { EventBus, Recorder, WsEventName, WsEvents } from '../events.js'
+import { addRecorder, emit } from '../events.js'
+import { createRedactor, REDACTED, type Redactor } from '../redact.js'
+import { cutText, escapeText, jsonValue, utf8Boundary } from './escape.js'
+import { createBuilder, LEVELS, type LevelName, type LineBuilder } from './format.js'
 import { Sink, type SinkOptions } from './sink.js'
 
 /** Most `handler.failed` lines per event name per second; the rest become one summary line. */
 const FAILURE_LINES_PER_SECOND = 5
+/** Largest user-event payload (JSON characters) written as JSON; longer ones are cut. */
 const MAX_USER_DATA = 4096
+
+/** The level of each built-in event; `undefined` = never written to the file. */
+const EVENT_LEVEL: Record<WsEventName, number | undefined> = {
+  'server.listening': LEVELS.info,
+  'server.closing': LEVELS.info,
+  'server.closed': LEVELS.info,
+  'client.connected': LEVELS.info,
+  'client.rejected': LEVELS.warn,
+  'message.received': LEVELS.info,
+  'message.sent': LEVELS.debug,
+  'message.dropped': LEVELS.warn,
+  'client.disconnected': LEVELS.info,
+  'client.error': LEVELS.warn,
+  'handler.failed': LEVELS.error,
+  // Reported on stderr; writing it into the failing file would only queue behind the failure.
+  'log.error': undefined,
+  'log.dropped': LEVELS.error,
+  'log.rotated': LEVELS.info,
+}
 
 export interface ActivityLogStats {
   /** Lines formatted and handed to the sinks. */
@@ -27,15 +52,40 @@ export interface ActivityLogStats {
   buffered: number
 }
 
-export class ActivityLog {
+/** Fields of a line written by user code. */
+export type LogFields = Readonly<Record<string, unknown>>
+
+/**
+ * Write your own lines into the activity log, ordered, escaped, truncated and redacted like
+ * the built-in ones. A user line always names its source (`[app] …`, `event=app:log`), so it
+ * can never pass for a line the server wrote.
+ */
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void
+  info(msg: string, fields?: LogFields): void
+  warn(msg: string, fields?: LogFields): void
+  error(msg: string, fields?: LogFields): void
+  /** A logger whose lines name another source (`server.log.child('billing')`). */
+  child(source: string): Logger
+}
+
+const SOURCE = /^[a-z][a-z0-9_.-]{0,31}$/i
+
+export class ActivityLog implements Recorder {
   readonly path: string | undefined
   #cfg: Config['log']
   #b: LineBuilder
+  #redact: Redactor
   #sinks: Sink[] = []
   /** Sinks closed by `close()`: their counters still count in `stats`. */
   #closedSinks: Sink[] = []
   #minLevel: number
-  #unsubscribe: (() => void) | undefined
+  #detach: (() => void) | undefined
+  /** Lines of events recorded before `open()`; undefined once open. */
+  #early: string[] | undefined = []
+  #earlyBytes = 0
+  #earlyDropped = 0
+  #closed = false
   #lines = 0
   #failures = new Map<string, { windowStart: number; count: number; suppressed: number }>()
   #failureTimer: NodeJS.Timeout | undefined
@@ -49,12 +99,14 @@ export class ActivityLog {
     this.#cfg = cfg
     this.#b = createBuilder(cfg.format)
     this.#minLevel = LEVELS[cfg.level]
+    this.#redact = createRedactor(cfg.redact)
     this.path = cfg.enabled ? resolve(join(cfg.dir, cfg.file)) : undefined
     this.#report = report
   }
 
   /** Open the sinks. Rejects with an error naming the path if the file cannot be opened. */
   async open(): Promise<void> {
+    if (this.#closed || this.#early === undefined) return
     const base: SinkOptions = {
       sync: this.#cfg.sync,
       flushInterval: this.#cfg.flushInterval,
@@ -70,11 +122,7 @@ export class ActivityLog {
           this.#report(
             `wirelog: activity log write failed (${path}): ${err.code ?? err.message}; retrying, lines kept in memory up to ${this.#cfg.maxBuffer} bytes`,
           )
-          this.#bus?.trigger('ws', 'log.error', {
-            path,
-            code: err.code ?? 'EIO',
-            message: err.message,
-          })
+          this.#emit('log.error', { path, code: err.code ?? 'EIO', message: err.message })
         },
         onRecover: (dropped, failed) => {
           this.#report(
@@ -82,9 +130,9 @@ export class ActivityLog {
               ? `wirelog: activity log writable again (${path}); ${dropped} lines dropped meanwhile`
               : `wirelog: activity log could not keep up (${path}); ${dropped} lines dropped (log.maxBuffer ${this.#cfg.maxBuffer} bytes)`,
           )
-          if (dropped > 0) this.#bus?.trigger('ws', 'log.dropped', { path, dropped })
+          if (dropped > 0) this.#emit('log.dropped', { path, dropped })
         },
-        onRotate: (rotatedTo) => this.#bus?.trigger('ws', 'log.rotated', { path, rotatedTo }),
+        onRotate: (rotatedTo) => this.#emit('log.rotated', { path, rotatedTo }),
         onReopen: (reason) =>
           this.#report(`wirelog: activity log file was ${reason} (${path}); reopened at its path`),
       })
@@ -98,19 +146,36 @@ export class ActivityLog {
         this.#rotateTimer.unref()
       }
     }
-    if (this.#cfg.stdout) this.#sinks.push(Sink.fd(1, base))
+    if (this.#cfg.stdout)
+      this.#sinks.push(
+        Sink.fd(1, {
+          ...base,
+          onError: (err) =>
+            this.#report(
+              `wirelog: activity log on stdout failed (${err.code ?? err.message}); no more lines go to stdout`,
+            ),
+        }),
+      )
+    const early = this.#early
+    this.#early = undefined
+    for (const line of early) this.#out(line)
+    if (this.#earlyDropped > 0)
+      this.#report(
+        `wirelog: ${this.#earlyDropped} activity lines recorded before the log opened were dropped (log.maxBuffer)`,
+      )
   }
 
-  /** Subscribe to every event of every namespace on `bus`. */
+  /** Record every event of `bus`, before its handlers see it. */
   attach(bus: EventBus): void {
+    this.#detach?.()
     this.#bus = bus
-    this.#unsubscribe = bus.on('*', '*', (payload, name, ns) => this.write(ns, name, payload))
+    this.#detach = addRecorder(bus, this)
   }
 
   get stats(): ActivityLogStats {
-    let dropped = 0
+    let dropped = this.#earlyDropped
     let writeErrors = 0
-    let buffered = 0
+    let buffered = this.#earlyBytes
     for (const s of [...this.#sinks, ...this.#closedSinks]) {
       dropped += s.dropped
       writeErrors += s.errors
@@ -119,69 +184,112 @@ export class ActivityLog {
     return { lines: this.#lines, dropped, writeErrors, buffered }
   }
 
-  /** Format and write one event. */
-  write(ns: string, name: string, payload: unknown): void {
-    if (this.#sinks.length === 0) return
+  /** A logger for user lines from `source` (default `app`). */
+  logger(source = 'app'): Logger {
+    if (!SOURCE.test(source) || source.toLowerCase() === 'ws')
+      throw new TypeError(
+        `log source must be a short name (letters, digits, . _ -) other than "ws", got ${JSON.stringify(source)}`,
+      )
+    const line = (level: LevelName) => (msg: string, fields?: LogFields) =>
+      this.#userLine(LEVELS[level], source, msg, fields)
+    return {
+      debug: line('debug'),
+      info: line('info'),
+      warn: line('warn'),
+      error: line('error'),
+      child: (s: string) => this.logger(s),
+    }
+  }
+
+  /** Recorder: whether `ns:name` would be written. */
+  wants(ns: string, name: string): boolean {
+    if (this.#closed) return false
+    const level = ns === 'ws' ? EVENT_LEVEL[name as WsEventName] : LEVELS.info
+    return level !== undefined && level >= this.#minLevel
+  }
+
+  /** Recorder: format and write one event. */
+  record(ns: string, name: string, payload: unknown): void {
+    if (this.#closed) return
     const b = this.#b
     let line: string
     if (ns === 'ws') {
       if (name === 'message.received') {
         if (LEVELS.info < this.#minLevel) return
-        line = this.#message(payload as MessageReceived, b)
+        line = this.#message(payload as WsEvents['message.received'], b)
       } else {
-        if (!this.#describe(name as keyof WsEvents, payload as never, b)) return
+        if (!this.#describe(name as WsEventName, payload as never, b)) return
         line = b.end()
       }
     } else {
       if (LEVELS.info < this.#minLevel) return
-      const event = `${ns}:${name}`
-      this.#userEvent(b, event, payload)
+      this.#userEvent(b, `${ns}:${name}`, payload)
       line = b.end()
+    }
+    this.#out(line)
+  }
+
+  #out(line: string): void {
+    if (this.#early !== undefined) {
+      // Not open yet: keep it for open(), within the same memory bound as a failing disk.
+      if (this.#earlyBytes + line.length > this.#cfg.maxBuffer) {
+        this.#earlyDropped++
+        return
+      }
+      this.#early.push(line)
+      this.#earlyBytes += line.length
+      return
     }
     this.#lines++
     for (let i = 0; i < this.#sinks.length; i++) this.#sinks[i]!.write(line)
   }
 
+  #emit<K extends 'log.error' | 'log.dropped' | 'log.rotated'>(
+    name: K,
+    payload: WsEvents[K],
+  ): void {
+    if (this.#bus) emit(this.#bus, name, payload)
+  }
+
   /** The per-message line (the hot path: see `LineBuilder.message`). */
-  #message(m: MessageReceived, b: LineBuilder): string {
+  #message(m: WsEvents['message.received'], b: LineBuilder): string {
     const max = this.#cfg.preview
-    if (m.binary) {
-      const truncated = m.bytes > Math.min(max, 32)
-      return b.message(
-        m.client,
-        '',
-        `[binary ${m.bytes} bytes] ${hexPreview(m.raw, max)}${truncated ? '…' : ''}`,
-        m.bytes,
-        true,
-        truncated,
-      )
-    }
     const raw = m.raw
-    if (raw.length <= max)
-      return b.message(m.client, raw.toString('utf8'), '', m.bytes, false, false)
-    const text = raw.toString('utf8', 0, utf8Boundary(raw, max))
-    return b.message(m.client, text, `… (${m.bytes} bytes)`, m.bytes, false, true)
+    const truncated = raw.length > max
+    if (m.binary)
+      return b.message(m.client, {
+        text: '',
+        bytesPreview: truncated ? raw.subarray(0, max) : raw,
+        bytes: m.bytes,
+        truncated,
+      })
+    const text = truncated
+      ? raw.toString('utf8', 0, utf8Boundary(raw, max))
+      : typeof m.data === 'string'
+        ? m.data
+        : raw.toString('utf8')
+    return b.message(m.client, { text, bytesPreview: undefined, bytes: m.bytes, truncated })
   }
 
   /** Build the line of a built-in event; false when the level filter drops it. */
-  #describe<K extends keyof WsEvents>(name: K, e: WsEvents[K], b: LineBuilder): boolean {
-    const min = this.#minLevel
+  #describe<K extends WsEventName>(name: K, e: WsEvents[K], b: LineBuilder): boolean {
+    const level = EVENT_LEVEL[name]
+    if (level === undefined || level < this.#minLevel) return false
     switch (name) {
       case 'message.sent': {
-        if (LEVELS.debug < min) return false
         const m = e as WsEvents['message.sent']
-        b.begin(LEVELS.debug, name, `Message sent: ${m.client.ip}`)
-        b.str('client', m.client.id)
+        b.begin(level, name, `Message sent: ${m.client.ip}`)
+        b.client(m.client)
         b.num('bytes', m.bytes)
         if (m.binary) b.bool('binary', true)
         return true
       }
       case 'client.connected': {
-        if (LEVELS.info < min) return false
         const c = (e as WsEvents['client.connected']).client
-        b.begin(LEVELS.info, name, `Client connected: ${c.ip}`)
-        clientFields(b, c)
+        b.begin(level, name, `Client connected: ${c.ip}`)
+        b.client(c)
         b.num('port', c.port)
+        b.str('proxy', c.proxy)
         b.str('path', c.path)
         b.str('origin', c.origin)
         b.str('ua', c.userAgent)
@@ -189,10 +297,9 @@ export class ActivityLog {
         return true
       }
       case 'client.disconnected': {
-        if (LEVELS.info < min) return false
-        const d = e as ClientDisconnected
-        b.begin(LEVELS.info, name, `Client disconnected: ${d.client.ip}`)
-        clientFields(b, d.client)
+        const d = e as WsEvents['client.disconnected']
+        b.begin(level, name, `Client disconnected: ${d.client.ip}`)
+        b.client(d.client)
         b.num('code', d.code)
         b.str('reason', d.reason)
         b.str('initiator', d.initiator)
@@ -204,31 +311,31 @@ export class ActivityLog {
         return true
       }
       case 'client.rejected': {
-        if (LEVELS.warn < min) return false
         const r = e as WsEvents['client.rejected']
-        b.begin(LEVELS.warn, name, `Client rejected: ${r.ip}`)
+        b.begin(level, name, `Client rejected: ${r.ip}`)
         b.str('ip', r.ip)
+        b.num('port', r.port)
+        b.str('proxy', r.proxy)
         b.num('status', r.status)
         b.str('reason', r.reason)
+        b.str('path', r.path)
         b.str('origin', r.origin)
         b.str('ua', r.userAgent)
         return true
       }
       case 'client.error': {
-        if (LEVELS.warn < min) return false
         const r = e as WsEvents['client.error']
-        b.begin(LEVELS.warn, name, `Client error: ${r.client.ip}`)
-        clientFields(b, r.client)
+        b.begin(level, name, `Client error: ${r.client.ip}`)
+        b.client(r.client)
         b.str('code', r.code)
         b.num('close_code', r.closeCode)
         b.str('error', r.message)
         return true
       }
       case 'message.dropped': {
-        if (LEVELS.warn < min) return false
         const r = e as WsEvents['message.dropped']
-        b.begin(LEVELS.warn, name, `Messages dropped: ${r.client.ip}`)
-        clientFields(b, r.client)
+        b.begin(level, name, `Messages dropped: ${r.client.ip}`)
+        b.client(r.client)
         b.num('count', r.dropped)
         b.str('reason', r.reason)
         return true
@@ -236,65 +343,103 @@ export class ActivityLog {
       case 'handler.failed':
         return this.#handlerFailed(e as WsEvents['handler.failed'], b)
       case 'server.listening': {
-        if (LEVELS.info < min) return false
         const r = e as WsEvents['server.listening']
-        b.begin(LEVELS.info, name, `Server listening: ${r.url}`)
+        b.begin(level, name, `Server listening: ${r.url}`)
         b.str('address', r.address)
         b.num('port', r.port)
+        b.str('url', r.url)
         return true
       }
       case 'server.closing': {
-        if (LEVELS.info < min) return false
         const r = e as WsEvents['server.closing']
-        b.begin(LEVELS.info, name, `Server closing: ${escapeText(r.reason)}`)
+        b.begin(level, name, `Server closing: ${escapeText(r.reason)}`)
+        b.str('reason', r.reason)
         b.num('clients', r.clients)
         return true
       }
       case 'server.closed': {
-        if (LEVELS.info < min) return false
-        b.begin(LEVELS.info, name, 'Server closed')
+        b.begin(level, name, 'Server closed')
         b.str('reason', (e as WsEvents['server.closed']).reason)
         return true
       }
       case 'log.dropped': {
         const r = e as WsEvents['log.dropped']
-        b.begin(LEVELS.error, name, `Log lines dropped: ${r.dropped}`)
+        b.begin(level, name, `Log lines dropped: ${r.dropped}`)
         b.num('dropped', r.dropped)
         b.str('path', r.path)
         return true
       }
       case 'log.rotated': {
-        if (LEVELS.info < min) return false
         const r = e as WsEvents['log.rotated']
-        b.begin(LEVELS.info, name, 'Log rotated')
+        b.begin(level, name, 'Log rotated')
+        b.str('path', r.path)
         b.str('previous', r.rotatedTo)
         return true
       }
-      case 'log.error':
-        // Reported on stderr; writing it into the failing file would only queue behind the failure.
-        return false
-      default: {
-        if (LEVELS.info < min) return false
-        this.#userEvent(b, `ws:${name}`, e)
+      default:
+        // A built-in event without a sentence of its own: its payload as data.
+        this.#userEvent(b, `ws:${name}`, e, level)
         return true
-      }
     }
   }
 
-  #userEvent(b: LineBuilder, event: string, payload: unknown): void {
-    const data = userData(payload)
+  #userEvent(b: LineBuilder, event: string, payload: unknown, level: number = LEVELS.info): void {
+    const data = jsonValue(this.#redactFields(payload))
     const max = Math.max(this.#cfg.preview, 16)
-    const preview = data.length > max ? `${data.slice(0, max)}… (${data.length} chars)` : data
-    b.begin(LEVELS.info, event, `Event ${escapeText(event)}: ${escapeText(preview)}`)
+    b.begin(level, event, `Event ${escapeText(event)}: ${escapeText(cutText(data, max))}`)
     b.json(
       'data',
-      data.length <= MAX_USER_DATA ? data : jsonString(`${data.slice(0, MAX_USER_DATA)}…`),
+      data.length <= MAX_USER_DATA ? data : jsonValue(`${data.slice(0, MAX_USER_DATA)}…`),
     )
+  }
+
+  #userLine(level: number, source: string, msg: string, fields: LogFields | undefined): void {
+    if (this.#closed || level < this.#minLevel) return
+    const b = this.#b
+    const max = Math.max(this.#cfg.preview, 16)
+    const text = typeof msg === 'string' ? msg : String(msg)
+    b.begin(level, `${source}:log`, `[${source}] ${escapeText(cutText(text, max))}`)
+    b.str('source', source)
+    if (fields !== undefined && fields !== null) {
+      for (const [k, v] of Object.entries(fields)) {
+        const key = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(k) ? k : 'field'
+        if (RESERVED_FIELDS.has(key)) continue
+        if (this.#redact.isSecret(k)) b.str(key, REDACTED)
+        else if (typeof v === 'number' && Number.isFinite(v)) b.num(key, v)
+        else if (typeof v === 'boolean') b.bool(key, v)
+        else if (typeof v === 'string') b.str(key, cutText(this.#redactString(v), max))
+        else {
+          const j = jsonValue(this.#redactFields(v))
+          b.json(key, j.length <= MAX_USER_DATA ? j : jsonValue(`${j.slice(0, MAX_USER_DATA)}…`))
+        }
+      }
+    }
+    this.#out(b.end())
+  }
+
+  /** A string that is a URL or a request target gets its query credentials redacted. */
+  #redactString(s: string): string {
+    return s.includes('?') && (s.startsWith('/') || /^[a-z][a-z0-9+.-]*:\/\//i.test(s))
+      ? this.#redact.path(s)
+      : s
+  }
+
+  /** A copy of a user payload with credential-like keys redacted (two levels deep). */
+  #redactFields(v: unknown, depth = 0): unknown {
+    if (v === null || typeof v !== 'object' || depth > 2 || Buffer.isBuffer(v)) {
+      return typeof v === 'string' ? this.#redactString(v) : v
+    }
+    if (Array.isArray(v)) return v.map((x) => this.#redactFields(x, depth + 1))
+    if (v instanceof Error || typeof (v as { toJSON?: unknown }).toJSON === 'function') return v
+    const out: Record<string, unknown> = {}
+    for (const [k, x] of Object.entries(v)) {
+      out[k] = this.#redact.isSecret(k) ? REDACTED : this.#redactFields(x, depth + 1)
+    }
+    return out
   }
 
   /** At most FAILURE_LINES_PER_SECOND lines per event per second; then one summary. */
   #handlerFailed(f: WsEvents['handler.failed'], b: LineBuilder): boolean {
-    if (LEVELS.error < this.#minLevel) return false
     const now = Date.now()
     let w = this.#failures.get(f.event)
     if (w === undefined) {
@@ -332,9 +477,7 @@ export class ActivityLog {
     b.str('handler_event', event)
     b.num('suppressed', w.suppressed)
     w.suppressed = 0
-    const line = b.end()
-    this.#lines++
-    for (const s of this.#sinks) s.write(line)
+    this.#out(b.end())
   }
 
   #flushFailureSummaries(): void {
@@ -358,13 +501,15 @@ export class ActivityLog {
     for (const s of this.#sinks) s.flushSync()
   }
 
-  /** Flush, close the sinks and stop listening. Idempotent. */
+  /** Flush, close the sinks and stop recording. Idempotent. */
   async close(): Promise<void> {
     if (this.#failureTimer) clearTimeout(this.#failureTimer)
     this.#flushFailureSummaries()
     if (this.#rotateTimer) clearInterval(this.#rotateTimer)
-    this.#unsubscribe?.()
-    this.#unsubscribe = undefined
+    this.#closed = true
+    this.#detach?.()
+    this.#detach = undefined
+    this.#early = undefined
     const sinks = this.#sinks
     this.#sinks = []
     this.#closedSinks.push(...sinks)
@@ -372,33 +517,8 @@ export class ActivityLog {
   }
 }
 
-function clientFields(b: LineBuilder, c: ClientInfo): void {
-  b.str('client', c.id)
-  b.str('ip', c.ip)
-}
-
-function userData(payload: unknown): string {
-  if (payload === undefined) return 'null'
-  try {
-    const json = JSON.stringify(payload, replacer) ?? 'null'
-    // Valid JSON may still hold raw U+2028/2029 and C1 controls inside strings.
-    return JSON_UNSAFE.test(json) ? json.replace(JSON_UNSAFE_G, unicodeEscape) : json
-  } catch {
-    return '"[unserializable]"'
-  }
-}
-
-const JSON_UNSAFE = /[\u007f-\u009f\u2028\u2029]/
-const JSON_UNSAFE_G = /[\u007f-\u009f\u2028\u2029]/g
-function unicodeEscape(c: string): string {
-  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
-}
-
-function replacer(_key: string, value: unknown): unknown {
-  if (typeof value === 'bigint') return value.toString()
-  if (value instanceof Error) return { name: value.name, message: value.message }
-  return value
-}
+/** Field names of every line: a user field may not shadow them. */
+const RESERVED_FIELDS = new Set(['level', 'time', 'pid', 'hostname', 'event', 'msg', 'source'])
 
 function errorText(err: unknown): string {
   if (err instanceof Error) return `${err.name}: ${err.message}`

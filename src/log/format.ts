@@ -3,58 +3,62 @@
  * no intermediate record object, no generic serializer on the per-message path.
  *
  * - `text`:  `2026-01-02T03:04:05.678Z INFO  Message received: hi event=message.received client=c1 …`
- * - `json`:  NDJSON with pino's field names (`level`, `time`, `pid`, `hostname`, `msg`) plus `event`
+ * - `json`:  NDJSON with pino's field names (`level`, `time`, `pid`, `hostname`, `msg`) plus
+ *            `event` and one field per payload field; client content in its own field
+ *            (`data`), escaped once, so the original can be recovered
  * - `plain`: the sentence alone (`Message received: hi`)
  *
- * Values handed to `str()` are client-controlled and escaped here; `msg` must already be
- * escaped (see `escape.ts`), since it is written as is by `text` and `plain`.
+ * Values handed to `str()` are client-controlled and escaped here; `msg` given to `begin()`
+ * must already be escaped (see `escape.ts`), since `text` and `plain` write it as is.
  */
 import { hostname } from 'node:os'
 import type { ClientInfo } from '../connection.js'
-import { escapeText, jsonString, textValue } from './escape.js'
+import { escapeText, hexPreview, jsonInner, jsonString, textValue } from './escape.js'
 
 export const LEVELS = { debug: 20, info: 30, warn: 40, error: 50 } as const
+export type LevelName = keyof typeof LEVELS
 const LABEL: Record<number, string> = { 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR' }
 
 export type LogFormat = 'text' | 'json' | 'plain'
 
+/** A message's content as the log shows it. */
+export interface MessagePreview {
+  /** Text messages: the preview, decoded (cut on a character boundary). */
+  readonly text: string
+  /** Binary messages: the preview bytes. */
+  readonly bytesPreview: Buffer | undefined
+  /** The whole message's size. */
+  readonly bytes: number
+  readonly truncated: boolean
+}
+
 export interface LineBuilder {
   begin(level: number, event: string, msg: string): void
   str(key: string, value: string | undefined): void
-  num(key: string, value: number): void
+  num(key: string, value: number | undefined): void
   bool(key: string, value: boolean): void
-  /** A value that is already valid JSON (json format) / shown as is (text). */
+  /** A value that is already valid JSON (json format) / shown as is, escaped (text). */
   json(key: string, jsonText: string): void
+  /** The client's fields: `client`, `ip`, and `user` when authenticated. */
+  client(c: ClientInfo): void
   end(): string
   /**
-   * The whole `message.received` line, the per-message hot path: one template, the client's
-   * fields formatted once per connection, the timestamp once per millisecond, and the
-   * client's text escaped only when a byte needs it. `content` is the raw (unescaped)
-   * preview; `suffix` is trusted text after it (truncation note, binary hex).
+   * The whole `message.received` line, the per-message hot path: one template, the
+   * client's fields formatted once per connection, the timestamp once per millisecond, and
+   * the client's text escaped only when a byte needs it.
    */
-  message(
-    c: ClientInfo,
-    content: string,
-    suffix: string,
-    bytes: number,
-    binary: boolean,
-    truncated: boolean,
-  ): string
+  message(c: ClientInfo, m: MessagePreview): string
 }
 
-/** Anything a text line or a JSON string would have to escape. */
-const NEEDS_ESCAPE = /[\x00-\x1f\x7f-\x9f\\"\u2028\u2029]/
-
-/** `escapeText(s)` when `s` needs it, `s` itself otherwise; one regex test on the clean path. */
-function safeText(s: string): string {
-  return NEEDS_ESCAPE.test(s) ? escapeText(s) : s
-}
-
-/** The inside of a JSON string (no quotes) holding `escapeText(s)`. */
-function safeJsonInner(s: string): string {
-  if (!NEEDS_ESCAPE.test(s)) return s
-  const j = jsonString(escapeText(s))
-  return j.slice(1, -1)
+let cachedMs = -1
+let cachedIso = ''
+/** ISO timestamp, recomputed at most once per millisecond. */
+export function isoNow(ms: number): string {
+  if (ms !== cachedMs) {
+    cachedMs = ms
+    cachedIso = new Date(ms).toISOString()
+  }
+  return cachedIso
 }
 
 /** Per-connection fragments, computed at the first line of a client and reused. */
@@ -74,41 +78,37 @@ class FragmentCache {
   }
 }
 
-function flags(binary: boolean, truncated: boolean, sep: string, eq: string): string {
-  if (!binary && !truncated) return ''
-  return (binary ? `${sep}binary${eq}true` : '') + (truncated ? `${sep}truncated${eq}true` : '')
+/** The human sentence of a message (escaped). */
+function messageSentence(m: MessagePreview): string {
+  if (m.bytesPreview !== undefined) {
+    const hex = hexPreview(m.bytesPreview, 32)
+    return `[binary ${m.bytes} bytes] ${hex}${m.bytes > hex.length / 2 ? '…' : ''}`
+  }
+  const text = escapeText(m.text)
+  return m.truncated ? `${text}… (${m.bytes} bytes)` : text
 }
 
-let cachedMs = -1
-let cachedIso = ''
-/** ISO timestamp, recomputed at most once per millisecond. */
-function isoNow(ms: number): string {
-  if (ms !== cachedMs) {
-    cachedMs = ms
-    cachedIso = new Date(ms).toISOString()
-  }
-  return cachedIso
+function flags(m: MessagePreview, sep: string, eq: string): string {
+  const binary = m.bytesPreview !== undefined
+  if (!binary && !m.truncated) return ''
+  return (binary ? `${sep}binary${eq}true` : '') + (m.truncated ? `${sep}truncated${eq}true` : '')
 }
 
 class TextBuilder implements LineBuilder {
   #s = ''
-  #clients = new FragmentCache((c) => ` client=${textValue(c.id)} ip=${textValue(c.ip)}`)
+  #clients = new FragmentCache(
+    (c) =>
+      ` client=${textValue(c.id)} ip=${textValue(c.ip)}${c.user ? ` user=${textValue(c.user.id)}` : ''}`,
+  )
   #ms = -1
   #head = ''
-  message(
-    c: ClientInfo,
-    content: string,
-    suffix: string,
-    bytes: number,
-    binary: boolean,
-    truncated: boolean,
-  ): string {
+  message(c: ClientInfo, m: MessagePreview): string {
     const ms = Date.now()
     if (ms !== this.#ms) {
       this.#ms = ms
       this.#head = `${isoNow(ms)} INFO  Message received: `
     }
-    return `${this.#head}${safeText(content)}${suffix} event=message.received${this.#clients.get(c)} bytes=${bytes}${flags(binary, truncated, ' ', '=')}\n`
+    return `${this.#head}${messageSentence(m)} event=message.received${this.#clients.get(c)} bytes=${m.bytes}${flags(m, ' ', '=')}\n`
   }
   begin(level: number, event: string, msg: string): void {
     this.#s = `${isoNow(Date.now())} ${LABEL[level] ?? 'INFO '} ${msg} event=${event}`
@@ -116,14 +116,17 @@ class TextBuilder implements LineBuilder {
   str(key: string, value: string | undefined): void {
     if (value !== undefined) this.#s += ` ${key}=${textValue(value)}`
   }
-  num(key: string, value: number): void {
-    this.#s += ` ${key}=${value}`
+  num(key: string, value: number | undefined): void {
+    if (value !== undefined) this.#s += ` ${key}=${value}`
   }
   bool(key: string, value: boolean): void {
     this.#s += ` ${key}=${value}`
   }
   json(key: string, jsonText: string): void {
     this.#s += ` ${key}=${textValue(jsonText)}`
+  }
+  client(c: ClientInfo): void {
+    this.#s += this.#clients.get(c)
   }
   end(): string {
     const s = `${this.#s}\n`
@@ -135,27 +138,25 @@ class TextBuilder implements LineBuilder {
 class JsonBuilder implements LineBuilder {
   #s = ''
   #msg = ''
-  #clients = new FragmentCache((c) => `,"client":${jsonString(c.id)},"ip":${jsonString(c.ip)}`)
+  #clients = new FragmentCache(
+    (c) =>
+      `,"client":${jsonString(c.id)},"ip":${jsonString(c.ip)}${c.user ? `,"user":${jsonString(c.user.id)}` : ''}`,
+  )
   #ms = -1
   #msgHead = ''
-  message(
-    c: ClientInfo,
-    content: string,
-    suffix: string,
-    bytes: number,
-    binary: boolean,
-    truncated: boolean,
-  ): string {
+  readonly #head: string
+  constructor() {
+    this.#head = `,"pid":${process.pid},"hostname":${jsonString(hostname())},"event":`
+  }
+  message(c: ClientInfo, m: MessagePreview): string {
     const ms = Date.now()
     if (ms !== this.#ms) {
       this.#ms = ms
       this.#msgHead = `{"level":30,"time":${ms}${this.#head}"message.received"`
     }
-    return `${this.#msgHead}${this.#clients.get(c)},"bytes":${bytes}${flags(binary, truncated, ',"', '":')},"msg":"Message received: ${safeJsonInner(content)}${safeJsonInner(suffix)}"}\n`
-  }
-  readonly #head: string
-  constructor() {
-    this.#head = `,"pid":${process.pid},"hostname":${jsonString(hostname())},"event":`
+    const data =
+      m.bytesPreview !== undefined ? m.bytesPreview.toString('base64') : jsonInner(m.text)
+    return `${this.#msgHead}${this.#clients.get(c)},"bytes":${m.bytes}${flags(m, ',"', '":')},"data":"${data}","msg":"Message received: ${jsonInner(messageSentence(m))}"}\n`
   }
   begin(level: number, event: string, msg: string): void {
     this.#msg = msg
@@ -164,14 +165,17 @@ class JsonBuilder implements LineBuilder {
   str(key: string, value: string | undefined): void {
     if (value !== undefined) this.#s += `,"${key}":${jsonString(value)}`
   }
-  num(key: string, value: number): void {
-    this.#s += `,"${key}":${value}`
+  num(key: string, value: number | undefined): void {
+    if (value !== undefined) this.#s += `,"${key}":${value}`
   }
   bool(key: string, value: boolean): void {
     this.#s += `,"${key}":${value}`
   }
   json(key: string, jsonText: string): void {
     this.#s += `,"${key}":${jsonText}`
+  }
+  client(c: ClientInfo): void {
+    this.#s += this.#clients.get(c)
   }
   end(): string {
     const s = `${this.#s},"msg":${jsonString(this.#msg)}}\n`
@@ -182,8 +186,8 @@ class JsonBuilder implements LineBuilder {
 
 class PlainBuilder implements LineBuilder {
   #msg = ''
-  message(_c: ClientInfo, content: string, suffix: string): string {
-    return `Message received: ${safeText(content)}${suffix}\n`
+  message(_c: ClientInfo, m: MessagePreview): string {
+    return `Message received: ${messageSentence(m)}\n`
   }
   begin(_level: number, _event: string, msg: string): void {
     this.#msg = msg
@@ -192,6 +196,7 @@ class PlainBuilder implements LineBuilder {
   num(): void {}
   bool(): void {}
   json(): void {}
+  client(): void {}
   end(): string {
     return `${this.#msg}\n`
   }
