@@ -46,7 +46,13 @@ export {
   type WsEventName,
   type WsEvents,
 } from './events.js'
-export type { RouteAccess, RouteContext, RouteHandler, RouteOptions } from './http/router.js'
+export type {
+  RouteAccess,
+  RouteContext,
+  RouteHandler,
+  RouteOptions,
+  UpgradeHandler,
+} from './http/router.js'
 export {
   ActivityLog,
   type ActivityLogStats,

@@ -40,7 +40,14 @@ import {
 } from './connection.js'
 import { EventBus, emit, type MessageReceived } from './events.js'
 import { rejectUpgrade } from './http/raw.js'
-import { type RouteHandler, type RouteOptions, Router, send } from './http/router.js'
+import {
+  type RouteAccess,
+  type RouteHandler,
+  type RouteOptions,
+  Router,
+  send,
+  type UpgradeHandler,
+} from './http/router.js'
 import { ActivityLog, type Logger } from './log/activity-log.js'
 import { type ClientAddress, clientAddress, compileTrust, type TrustFn } from './proxy.js'
 import { createRedactor, type Redactor } from './redact.js'
@@ -259,6 +266,20 @@ export class WirelogServer {
     return this.#router.add(path, handler, options)
   }
 
+  /**
+   * Take WebSocket upgrades on `path` away from the client pipeline: `handler` gets the
+   * request and socket (e.g. for a `WebSocketServer({ noServer: true })` of its own). Such
+   * connections are not clients: not counted against the caps, not logged as client
+   * traffic. `access: 'admin'` refuses non-admins with 401/403 (logged as a rejection).
+   */
+  upgradeRoute(
+    path: string,
+    handler: UpgradeHandler,
+    options?: { access?: RouteAccess },
+  ): () => void {
+    return this.#router.addUpgrade(path, handler, options)
+  }
+
   /** Add an admission hook, run before the 101 after the built-in rules (see `AdmissionHook`). */
   admit(hook: AdmissionHook): () => void {
     if (typeof hook !== 'function') throw new TypeError('admit(): the hook must be a function')
@@ -446,6 +467,14 @@ export class WirelogServer {
     // Until ws takes the socket over, a reset must not become an uncaught 'error'.
     socket.on('error', noop)
     const addr = clientAddress(req, this.#trust)
+    const special = this.#router.upgradeFor(req)
+    if (special !== undefined) {
+      if ('handler' in special) {
+        socket.off('error', noop)
+        special.handler(req, socket, head)
+      } else this.#refuse(socket, req, addr, reject(special.status, special.reason))
+      return
+    }
     const refusal =
       checkHandshake(req) ??
       (this.#state !== 'RUNNING' ? reject(503, 'server shutting down') : undefined) ??

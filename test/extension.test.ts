@@ -7,7 +7,7 @@ import { once } from 'node:events'
 import { request } from 'node:http'
 import { describe, it } from 'node:test'
 import * as wsModule from 'ws'
-import { WebSocket } from 'ws'
+import { WebSocket, WebSocketServer } from 'ws'
 import {
   accept,
   type Behaviour,
@@ -144,6 +144,38 @@ describe('HTTP routes', () => {
     })
     await withServer({ health: 'off' }, async (t) => {
       assert.equal((await http(t.port, '/health')).status, 426)
+    })
+  })
+})
+
+describe('upgrade routes', () => {
+  it('take upgrades on a path away from the client pipeline (not counted, not logged)', async () => {
+    const token = 'a-long-admin-token-0123456789'
+    await withServer({ adminToken: token }, async (t) => {
+      const feed = new WebSocketServer({ noServer: true })
+      t.server.upgradeRoute(
+        '/admin/feed',
+        (req, socket, head) =>
+          feed.handleUpgrade(req, socket, head, (ws) => {
+            ws.send(`feed for ${t.server.clients.size} clients`)
+          }),
+        { access: 'admin' },
+      )
+      assert.equal(await expectRejected(`${t.url}/admin/feed`), 401)
+      const ws = new WebSocket(`${t.url}/admin/feed`, {
+        headers: { authorization: `Bearer ${token}` },
+      })
+      const [first] = (await once(ws, 'message')) as [Buffer]
+      assert.equal(first.toString(), 'feed for 0 clients')
+      assert.equal(t.server.clients.size, 0)
+      ws.close()
+      await once(ws, 'close')
+      feed.close()
+      const c = await connect(t.url)
+      c.ws.close()
+      await waitForLine(t.logPath, /Client disconnected/)
+      assert.equal(t.lines().filter((l) => / Client connected/.test(l)).length, 1)
+      assert.equal(t.lines().filter((l) => / Client rejected.* status=401/.test(l)).length, 1)
     })
   })
 })

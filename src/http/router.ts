@@ -9,6 +9,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
 
 export type RouteAccess = 'public' | 'admin'
 
@@ -24,6 +25,9 @@ export type RouteHandler = (
   res: ServerResponse,
   ctx: RouteContext,
 ) => void | Promise<void>
+
+/** Takes over an upgrade request's socket (an admin feed, a tunnel): not a client. */
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void
 
 export interface RouteOptions {
   /** Methods answered (default GET and HEAD; HEAD gets GET's headers without the body). */
@@ -58,8 +62,15 @@ export function normalizePath(p: string): string {
   return s === '' ? '/' : s
 }
 
+interface UpgradeRoute {
+  path: string
+  handler: UpgradeHandler
+  access: RouteAccess
+}
+
 export class Router {
   #routes: Route[] = []
+  #upgrades: UpgradeRoute[] = []
   #opts: RouterOptions
   #tokenDigest: Buffer | undefined
 
@@ -95,6 +106,50 @@ export class Router {
     return () => {
       this.#routes = this.#routes.filter((r) => r !== route)
     }
+  }
+
+  /** Take WebSocket upgrades for exactly `path` away from the client pipeline. */
+  addUpgrade(
+    path: string,
+    handler: UpgradeHandler,
+    options: { access?: RouteAccess } = {},
+  ): () => void {
+    if (typeof path !== 'string' || !path.startsWith('/'))
+      throw new TypeError(
+        `upgradeRoute(): the path must start with "/", got ${JSON.stringify(path)}`,
+      )
+    const p = normalizePath(path)
+    if (this.#upgrades.some((r) => r.path === p))
+      throw new TypeError(`upgradeRoute(): ${p} is already routed`)
+    const route: UpgradeRoute = { path: p, handler, access: options.access ?? 'public' }
+    this.#upgrades.push(route)
+    return () => {
+      this.#upgrades = this.#upgrades.filter((r) => r !== route)
+    }
+  }
+
+  /**
+   * The upgrade route for `req`: its handler, or the refusal an unauthorised caller gets;
+   * undefined when the request is for the client pipeline.
+   */
+  upgradeFor(
+    req: IncomingMessage,
+  ): { handler: UpgradeHandler } | { status: number; reason: string } | undefined {
+    if (this.#upgrades.length === 0) return undefined
+    let url: URL
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost')
+    } catch {
+      return undefined
+    }
+    const p = normalizePath(url.pathname)
+    const route = this.#upgrades.find((r) => r.path === p)
+    if (route === undefined) return undefined
+    if (route.access === 'admin' && !this.isAdmin(req, url))
+      return this.#tokenDigest !== undefined
+        ? { status: 401, reason: 'admin token required' }
+        : { status: 403, reason: 'admin endpoints are off on a non-loopback bind' }
+    return { handler: route.handler }
   }
 
   /** The route for `pathname`, if any. */

@@ -50,6 +50,10 @@ export interface ActivityLogStats {
   writeErrors: number
   /** Bytes of lines held in memory, not yet written (at most about `maxBuffer`). */
   buffered: number
+  /** False from a write error until the backlog has been written again (readiness). */
+  writable: boolean
+  /** Size- and time-based rotations done. */
+  rotations: number
 }
 
 /** Fields of a line written by user code. */
@@ -93,6 +97,8 @@ export class ActivityLog implements Recorder {
   /** `#lines` right after the last timed rotation: an idle log is not rotated again. */
   #linesAtRotate = -1
   #bus: EventBus | undefined
+  #failing = false
+  #rotations = 0
   #report: (msg: string) => void
 
   constructor(cfg: Config['log'], report: (msg: string) => void = defaultReport) {
@@ -119,12 +125,14 @@ export class ActivityLog implements Recorder {
         rotateSize: this.#cfg.rotate.size,
         rotateKeep: this.#cfg.rotate.keep,
         onError: (err) => {
+          this.#failing = true
           this.#report(
             `wirelog: activity log write failed (${path}): ${err.code ?? err.message}; retrying, lines kept in memory up to ${this.#cfg.maxBuffer} bytes`,
           )
           this.#emit('log.error', { path, code: err.code ?? 'EIO', message: err.message })
         },
         onRecover: (dropped, failed) => {
+          if (failed) this.#failing = false
           this.#report(
             failed
               ? `wirelog: activity log writable again (${path}); ${dropped} lines dropped meanwhile`
@@ -132,7 +140,10 @@ export class ActivityLog implements Recorder {
           )
           if (dropped > 0) this.#emit('log.dropped', { path, dropped })
         },
-        onRotate: (rotatedTo) => this.#emit('log.rotated', { path, rotatedTo }),
+        onRotate: (rotatedTo) => {
+          this.#rotations++
+          this.#emit('log.rotated', { path, rotatedTo })
+        },
         onReopen: (reason) =>
           this.#report(`wirelog: activity log file was ${reason} (${path}); reopened at its path`),
       })
@@ -181,7 +192,14 @@ export class ActivityLog implements Recorder {
       writeErrors += s.errors
       buffered += s.buffered
     }
-    return { lines: this.#lines, dropped, writeErrors, buffered }
+    return {
+      lines: this.#lines,
+      dropped,
+      writeErrors,
+      buffered,
+      writable: !this.#failing,
+      rotations: this.#rotations,
+    }
   }
 
   /** A logger for user lines from `source` (default `app`). */
