@@ -33,6 +33,10 @@ export const CloseCode = {
   IDLE_TIMEOUT: 4001,
   /** wirelog: the client stopped answering heartbeat pings. */
   HEARTBEAT_TIMEOUT: 4002,
+  /** wirelog: the client's credential expired and was not refreshed; reconnect with a new token. */
+  AUTH_EXPIRED: 4003,
+  /** wirelog: another connection resumed this client's session. */
+  SESSION_TAKEN_OVER: 4004,
 } as const
 
 export type CloseCodeName = keyof typeof CloseCode
@@ -61,6 +65,11 @@ const info: Record<CloseCodeName, Omit<CloseCodeInfo, 'code' | 'name'>> = {
   SLOW_CONSUMER: { advice: 'reconnect', description: 'slow consumer: outbound buffer cap reached' },
   IDLE_TIMEOUT: { advice: 'reconnect', description: 'idle timeout' },
   HEARTBEAT_TIMEOUT: { advice: 'reconnect', description: 'heartbeat timeout: pongs missed' },
+  AUTH_EXPIRED: {
+    advice: 'reconnect',
+    description: 'credential expired: reconnect with a fresh token',
+  },
+  SESSION_TAKEN_OVER: { advice: 'terminal', description: 'session resumed by another connection' },
 }
 
 const byCode = new Map<number, CloseCodeInfo>()

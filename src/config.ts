@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs'
 import { z } from 'zod'
 import type { AdmissionHook } from './admission.js'
+import type { AuthorizeHook } from './auth/permissions.js'
 import { type Behaviour, isBehaviour } from './behaviour.js'
 import { compileTrust } from './proxy.js'
 
@@ -91,6 +92,92 @@ const deflateSchema = z
   })
   .strict()
 
+const pubsubSchema = z
+  .object({
+    /** Subscriptions (topics and patterns) one client may hold. */
+    maxSubscriptions: posInt.max(100_000).default(100),
+    /** Largest `data` of one publish or direct message, in bytes of JSON. */
+    maxDataBytes: posInt.max(64 * MiB).default(64 * KiB),
+    /** Messages of history kept per topic (0 = none: no replay on resume). */
+    historySize: nonNegInt.max(1_000_000).default(100),
+    /** Seconds a message stays in history. */
+    historyTtl: posInt.max(30 * 86_400).default(300),
+    /** Topics whose history is kept (the least recently published are forgotten first). */
+    historyTopics: posInt.max(10_000_000).default(10_000),
+    /** Seconds a disconnected client's session can be resumed. */
+    sessionTtl: posInt.max(7 * 86_400).default(120),
+    /** Seconds a publish `id` is remembered, so a retry is not published twice. */
+    dedupeTtl: posInt.max(86_400).default(120),
+    /** Authorization rules file (JSON: `{ "rules": [{ "users": […], "subscribe": […], … }] }`). */
+    rules: z.string().min(1).optional(),
+    /** Authorization hook (library only): `(client, op, topic) => boolean | undefined`. */
+    authorize: z.custom<AuthorizeHook>((v) => typeof v === 'function').optional(),
+  })
+  .strict()
+
+const JWT_ALGORITHMS = [
+  'HS256',
+  'HS384',
+  'HS512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+] as const
+
+const jwtSchema = z
+  .object({
+    /** Key file: a PEM public key or certificate, a JWK, or an HMAC secret (≥ 32 characters). */
+    key: z.string().min(1).optional(),
+    /** JWKS file (`{ "keys": […] }`), re-read when a token names an unknown key id. */
+    jwksFile: z.string().min(1).optional(),
+    /** JWKS URL, fetched and cached; refetched on an unknown key id (rotation). */
+    jwksUrl: z.url().optional(),
+    /** Required `iss`. */
+    issuer: z.string().min(1).optional(),
+    /** Required `aud`. */
+    audience: z.string().min(1).optional(),
+    /** Accepted `alg` values. */
+    algorithms: z
+      .array(z.enum(JWT_ALGORITHMS))
+      .min(1)
+      .default(['HS256', 'RS256', 'ES256', 'EdDSA']),
+    /** Seconds of clock skew tolerated on `exp` / `nbf`. */
+    clockSkew: nonNegInt.max(3600).default(30),
+    /** Claim holding the user id. */
+    userClaim: z.string().min(1).default('sub'),
+    /** Claim holding topic permissions (`{ "subscribe": […], "publish": […], … }`). */
+    permissionsClaim: z.string().min(1).default('wirelog'),
+    /** Seconds a fetched JWKS is trusted. */
+    jwksCacheMaxAge: posInt.default(600),
+    /** Fewest seconds between two JWKS fetches. */
+    jwksCooldown: nonNegInt.default(30),
+  })
+  .strict()
+
+const authSchema = z
+  .object({
+    /** `none`, `tokens` (a static tokens file) or `jwt`. */
+    mode: z.enum(['none', 'tokens', 'jwt']).default('none'),
+    /** Static tokens file: `{ "tokens": [{ "token" | "sha256": …, "user": …, "permissions": … }] }`. */
+    tokensFile: z.string().min(1).optional(),
+    jwt: jwtSchema.prefault({}),
+  })
+  .strict()
+
+const brokerSchema = z
+  .object({
+    /** `memory`: one process. */
+    type: z.enum(['memory']).default('memory'),
+  })
+  .strict()
+
 export const configSchema = z
   .object({
     /** Interface to bind. */
@@ -98,11 +185,16 @@ export const configSchema = z
     /** TCP port; 0 picks a free one. */
     port: port.default(8080),
     /**
-     * What the server does with messages: `echo` replies to every message, `silent` receives
-     * and logs only; the library also takes a `Behaviour` object (`echo('> ')`, your own).
+     * What the server does with messages of clients that did not negotiate a subprotocol:
+     * `echo` replies to every message, `silent` receives and logs only, `pubsub` speaks
+     * `wirelog.v1` to everyone; the library also takes a `Behaviour` object (`echo('> ')`, your
+     * own). Clients that ask for `wirelog.v1` always get the pubsub router.
      */
     behaviour: z
-      .union([z.enum(['echo', 'silent']), z.custom<Behaviour>(isBehaviour, 'a Behaviour object')])
+      .union([
+        z.enum(['echo', 'silent', 'pubsub']),
+        z.custom<Behaviour>(isBehaviour, 'a Behaviour object'),
+      ])
       .default('echo'),
     /** Prefix of text echoes; empty makes a pure echo server. Binary is always echoed unchanged. */
     echoPrefix: z.string().default('Echo: '),
@@ -166,8 +258,30 @@ export const configSchema = z
     perMessageDeflate: z.union([z.literal(false), deflateSchema]).default(false),
     log: logSchema.prefault({}),
     limits: limitsSchema.prefault({}),
+    pubsub: pubsubSchema.prefault({}),
+    auth: authSchema.prefault({}),
+    broker: brokerSchema.prefault({}),
   })
   .strict()
+  .superRefine((c, ctx) => {
+    if (c.auth.mode === 'tokens' && c.auth.tokensFile === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['auth', 'tokensFile'],
+        message: 'auth mode "tokens" needs a tokens file',
+      })
+    if (c.auth.mode === 'jwt') {
+      const n = [c.auth.jwt.key, c.auth.jwt.jwksFile, c.auth.jwt.jwksUrl].filter(
+        (x) => x !== undefined,
+      ).length
+      if (n !== 1)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['auth', 'jwt'],
+          message: 'auth mode "jwt" needs exactly one of key, jwksFile or jwksUrl',
+        })
+    }
+  })
 
 /** Options accepted by `createServer()`: every field optional, defaults filled in. */
 export type WirelogOptions = z.input<typeof configSchema>
@@ -207,6 +321,21 @@ function spec(
     : { path, flag, env, kind, help, accepts }
 }
 
+/** An option whose flag is not derived from its path. */
+function named(
+  flag: string,
+  path: string,
+  kind: Kind,
+  help: string,
+  accepts: string,
+  values?: readonly string[],
+): OptionSpec {
+  const env = `WIRELOG_${flag.slice(2).replace(/-/g, '_').toUpperCase()}`
+  return values
+    ? { path, flag, env, kind, help, accepts, values }
+    : { path, flag, env, kind, help, accepts }
+}
+
 const INT = 'a whole number'
 const BYTES = 'a whole number of bytes'
 const BOOL = 'true or false'
@@ -215,10 +344,13 @@ const BOOL = 'true or false'
 export const OPTIONS: readonly OptionSpec[] = [
   spec('host', 'string', 'interface to bind', 'a host name or IP address'),
   spec('port', 'int', 'TCP port (0 = any free port)', 'an integer from 0 to 65535'),
-  spec('behaviour', 'enum', 'echo every message, or only receive and log', 'one of: echo, silent', [
-    'echo',
-    'silent',
-  ]),
+  spec(
+    'behaviour',
+    'enum',
+    'echo every message, only receive and log, or speak wirelog.v1 (topics) to every client',
+    'one of: echo, silent, pubsub',
+    ['echo', 'silent', 'pubsub'],
+  ),
   spec('echoPrefix', 'string', 'prefix of text echoes; "" for a pure echo server', 'any text'),
   spec(
     'timeout',
@@ -339,6 +471,131 @@ export const OPTIONS: readonly OptionSpec[] = [
     ['drop', 'close'],
   ),
   spec('limits.headersTimeout', 'int', 'ms to receive the upgrade request headers', INT),
+  // —— topics, sessions, authentication ——
+  named(
+    '--max-subscriptions',
+    'pubsub.maxSubscriptions',
+    'int',
+    'subscriptions one client may hold',
+    'an integer from 1 to 100000',
+  ),
+  named(
+    '--max-data-bytes',
+    'pubsub.maxDataBytes',
+    'int',
+    'largest publish/send data, in bytes of JSON',
+    BYTES,
+  ),
+  named(
+    '--history-size',
+    'pubsub.historySize',
+    'int',
+    'messages of history kept per topic (0 = none)',
+    'an integer from 0 to 1000000',
+  ),
+  named(
+    '--history-ttl',
+    'pubsub.historyTtl',
+    'int',
+    'seconds a message stays in history',
+    'a number of seconds from 1 to 2592000',
+  ),
+  named(
+    '--history-topics',
+    'pubsub.historyTopics',
+    'int',
+    'topics whose history is kept',
+    'an integer from 1 to 10000000',
+  ),
+  named(
+    '--session-ttl',
+    'pubsub.sessionTtl',
+    'int',
+    'seconds a disconnected session can be resumed',
+    'a number of seconds from 1 to 604800',
+  ),
+  named(
+    '--dedupe-ttl',
+    'pubsub.dedupeTtl',
+    'int',
+    'seconds a publish id is remembered (idempotent retries)',
+    'a number of seconds from 1 to 86400',
+  ),
+  named('--auth-rules', 'pubsub.rules', 'string', 'authorization rules file (JSON)', 'a file path'),
+  named(
+    '--auth',
+    'auth.mode',
+    'enum',
+    'authentication at the upgrade',
+    'one of: none, tokens, jwt',
+    ['none', 'tokens', 'jwt'],
+  ),
+  named(
+    '--auth-tokens',
+    'auth.tokensFile',
+    'string',
+    'static tokens file (JSON) for --auth tokens',
+    'a file path',
+  ),
+  named(
+    '--jwt-key',
+    'auth.jwt.key',
+    'string',
+    'JWT key file: PEM public key/certificate, JWK, or HMAC secret',
+    'a file path',
+  ),
+  named(
+    '--jwks-file',
+    'auth.jwt.jwksFile',
+    'string',
+    'JWKS file (re-read on an unknown key id)',
+    'a file path',
+  ),
+  named(
+    '--jwks-url',
+    'auth.jwt.jwksUrl',
+    'string',
+    'JWKS URL (cached, refetched on rotation)',
+    'a URL',
+  ),
+  named('--jwt-issuer', 'auth.jwt.issuer', 'string', 'required JWT issuer (iss)', 'any text'),
+  named('--jwt-audience', 'auth.jwt.audience', 'string', 'required JWT audience (aud)', 'any text'),
+  named(
+    '--jwt-algorithms',
+    'auth.jwt.algorithms',
+    'list',
+    'accepted JWT algorithms',
+    `a comma-separated list of: ${JWT_ALGORITHMS.join(', ')}`,
+  ),
+  named(
+    '--jwt-clock-skew',
+    'auth.jwt.clockSkew',
+    'int',
+    'seconds of clock skew tolerated',
+    'a number of seconds from 0 to 3600',
+  ),
+  named(
+    '--jwt-user-claim',
+    'auth.jwt.userClaim',
+    'string',
+    'JWT claim holding the user id',
+    'a claim name',
+  ),
+  named(
+    '--jwt-permissions-claim',
+    'auth.jwt.permissionsClaim',
+    'string',
+    'JWT claim holding topic permissions',
+    'a claim name',
+  ),
+  named(
+    '--broker',
+    'broker.type',
+    'enum',
+    'where topics, sessions and presence live',
+    'one of: memory',
+    ['memory'],
+  ),
 ]
 
 const byPath = new Map(OPTIONS.map((o) => [o.path, o]))
@@ -470,7 +727,7 @@ function isPlain(v: unknown): v is Record<string, unknown> {
 }
 
 /** Keys holding user objects (behaviours, hooks): never frozen, they are the user's. */
-const USER_OBJECTS = new Set(['behaviour', 'protocols', 'admit'])
+const USER_OBJECTS = new Set(['behaviour', 'protocols', 'admit', 'authorize'])
 
 function deepFreeze<T>(obj: T): T {
   if (obj !== null && typeof obj === 'object') {

@@ -18,6 +18,20 @@ export interface ClientUser {
   readonly id: string
   /** What was proven about the user (JWT claims, token entry), minus secrets. */
   readonly claims: Readonly<Record<string, unknown>>
+  /** Epoch ms when the credential expires (the connection is closed with 4003 then, unless refreshed). */
+  readonly expiresAt?: number
+  /** Topic permissions the credential carries (patterns per operation). */
+  readonly permissions?: Permissions
+}
+
+/** Topic patterns a user may use, per operation (see the topic grammar). */
+export interface Permissions {
+  readonly subscribe?: readonly string[]
+  readonly publish?: readonly string[]
+  readonly presence?: readonly string[]
+  readonly history?: readonly string[]
+  /** May send direct messages (to anyone when true). */
+  readonly send?: boolean
 }
 
 /** What events say about a client. */

@@ -117,6 +117,81 @@ export interface LogRotated {
   readonly rotatedTo: string
 }
 
+export interface TopicSubscribed {
+  readonly client: Client
+  /** The topic or pattern. */
+  readonly topic: string
+  readonly pattern: boolean
+  /** Messages replayed from history (`since`). */
+  readonly replayed: number
+}
+
+export interface TopicUnsubscribed {
+  readonly client: Client
+  readonly topic: string
+}
+
+export interface TopicPublished {
+  /** The publisher; undefined for `server.publish()`. */
+  readonly client: Client | undefined
+  readonly topic: string
+  readonly seq: number
+  /** Subscribers on this node that got it. */
+  readonly recipients: number
+  /** Size of `data` (JSON). */
+  readonly bytes: number
+  /** The message content as JSON text. */
+  readonly data: string
+}
+
+export interface MessageDirect {
+  /** The sender; undefined for `server.send()`. */
+  readonly client: Client | undefined
+  /** `client:<id>` or `user:<id>`. */
+  readonly to: string
+  readonly recipients: number
+  readonly bytes: number
+}
+
+export interface SessionResumed {
+  readonly client: Client
+  readonly session: string
+  /** Messages replayed from history. */
+  readonly replayed: number
+  /** Gaps announced (history no longer covered them). */
+  readonly gaps: number
+}
+
+export interface SessionExpired {
+  readonly client: Client
+  readonly session: string
+}
+
+export interface AuthRefreshed {
+  readonly client: Client
+  readonly expiresAt: number | undefined
+}
+
+export interface AuthExpired {
+  readonly client: Client
+}
+
+export interface AccessDenied {
+  readonly client: Client
+  /** subscribe, publish, presence, history or send. */
+  readonly op: string
+  /** The topic, pattern or direct-message target. */
+  readonly topic: string
+}
+
+export interface PubsubError {
+  readonly client: Client
+  readonly op: string
+  /** The protocol error code (`BAD_FRAME`, `TOO_BIG`, …). */
+  readonly code: string
+  readonly message: string
+}
+
 /** Payloads of the built-in `ws` events: the closed set of names the server triggers. */
 export interface WsEvents {
   'server.listening': ServerListening
@@ -133,6 +208,16 @@ export interface WsEvents {
   'log.error': LogError
   'log.dropped': LogDropped
   'log.rotated': LogRotated
+  'topic.subscribed': TopicSubscribed
+  'topic.unsubscribed': TopicUnsubscribed
+  'topic.published': TopicPublished
+  'message.direct': MessageDirect
+  'session.resumed': SessionResumed
+  'session.expired': SessionExpired
+  'auth.refreshed': AuthRefreshed
+  'auth.expired': AuthExpired
+  'access.denied': AccessDenied
+  'pubsub.error': PubsubError
 }
 
 /** A built-in event name. */
@@ -421,6 +506,16 @@ const BUILTIN_NAMES: Record<WsEventName, true> = {
   'log.error': true,
   'log.dropped': true,
   'log.rotated': true,
+  'topic.subscribed': true,
+  'topic.unsubscribed': true,
+  'topic.published': true,
+  'message.direct': true,
+  'session.resumed': true,
+  'session.expired': true,
+  'auth.refreshed': true,
+  'auth.expired': true,
+  'access.denied': true,
+  'pubsub.error': true,
 }
 const BUILTIN: ReadonlySet<string> = new Set(Object.keys(BUILTIN_NAMES))
 

@@ -11,8 +11,24 @@ export {
   type Reject,
   reject,
 } from './admission.js'
+export type { AuthorizeHook, Op, TopicOp } from './auth/permissions.js'
 export type { Behaviour } from './behaviour.js'
 export { echo, silent } from './behaviours/echo.js'
+export { MemoryBroker, type MemoryBrokerOptions, MemoryHub } from './broker/memory.js'
+export type {
+  Broker,
+  BrokerHandler,
+  BrokerLimits,
+  HistoryResult,
+  NodeIdentity,
+  PresenceEntry,
+  Publisher,
+  RegistryEntry,
+  SessionRecord,
+  Signal,
+  SignalTarget,
+  TopicMessage,
+} from './broker/types.js'
 export {
   CloseCode,
   type CloseCodeInfo,
@@ -21,8 +37,11 @@ export {
   describeCloseCode,
 } from './close-codes.js'
 export { type Config, ConfigError, defaults, resolveConfig, type WirelogOptions } from './config.js'
-export type { Client, ClientInfo, ClientUser, SendResult } from './connection.js'
+export type { Client, ClientInfo, ClientUser, Permissions, SendResult } from './connection.js'
 export {
+  type AccessDenied,
+  type AuthExpired,
+  type AuthRefreshed,
   type ClientConnected,
   type ClientDisconnected,
   type ClientError,
@@ -35,13 +54,20 @@ export {
   type LogDropped,
   type LogError,
   type LogRotated,
+  type MessageDirect,
   type MessageDropped,
   type MessageReceived,
   type MessageSent,
   type PayloadOf,
+  type PubsubError,
   type ServerClosed,
   type ServerClosing,
   type ServerListening,
+  type SessionExpired,
+  type SessionResumed,
+  type TopicPublished,
+  type TopicSubscribed,
+  type TopicUnsubscribed,
   type UserNamespace,
   type WsEventName,
   type WsEvents,
@@ -60,4 +86,13 @@ export {
   type Logger,
 } from './log/activity-log.js'
 export type { TrustProxy } from './proxy.js'
-export { createServer, type ServerDeps, type ServerState, WirelogServer } from './server.js'
+export { ErrorCode, type ErrorCodeName, PROTOCOL } from './pubsub/protocol.js'
+export type { Gap } from './pubsub/router.js'
+export { checkTopic, covers, matches } from './pubsub/topics.js'
+export {
+  createServer,
+  type SendTarget,
+  type ServerDeps,
+  type ServerState,
+  WirelogServer,
+} from './server.js'

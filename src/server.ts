@@ -27,12 +27,17 @@ import {
   reject,
   runHooks,
 } from './admission.js'
+import { type Authenticator, createAuthenticator } from './auth/index.js'
+import { createAuthorizer, loadRules } from './auth/permissions.js'
 import type { Behaviour } from './behaviour.js'
 import { echo, silent } from './behaviours/echo.js'
+import { MemoryBroker } from './broker/memory.js'
+import type { Broker, HistoryResult, PresenceEntry } from './broker/types.js'
 import { CloseCode } from './close-codes.js'
-import { type Config, resolveConfig, type WirelogOptions } from './config.js'
+import { type Config, ConfigError, resolveConfig, type WirelogOptions } from './config.js'
 import {
   type Client,
+  type ClientUser,
   Connection,
   type ConnectionHooks,
   type ConnectionPolicy,
@@ -50,6 +55,8 @@ import {
 } from './http/router.js'
 import { ActivityLog, type Logger } from './log/activity-log.js'
 import { type ClientAddress, clientAddress, compileTrust, type TrustFn } from './proxy.js'
+import { PROTOCOL } from './pubsub/protocol.js'
+import { PubSub } from './pubsub/router.js'
 import { createRedactor, type Redactor } from './redact.js'
 
 export type ServerState = 'NEW' | 'RUNNING' | 'CLOSING' | 'CLOSED'
@@ -88,7 +95,12 @@ class MessageEvent implements MessageReceived {
 export interface ServerDeps {
   /** Replaces the activity log (tests, embedding); `null` turns it off. */
   activityLog?: ActivityLog | null
+  /** The broker for topics, sessions and presence (default: one from `broker` options). */
+  broker?: Broker
 }
+
+/** Whom `send()` addresses: a client (or its id), or every connection of a user. */
+export type SendTarget = Client | string | { readonly client: string } | { readonly user: string }
 
 const NO_LOG: Logger = {
   debug() {},
@@ -114,7 +126,7 @@ export class WirelogServer {
   #capacity = new Capacity()
   #clients = new Set<Connection>()
   #behaviours = new Map<Connection, Behaviour>()
-  #idPrefix = randomBytes(3).toString('hex')
+  #idPrefix = randomBytes(4).toString('hex')
   #nextId = 0
   #default: Behaviour
   #protocols: ReadonlyMap<string, Behaviour>
@@ -122,6 +134,9 @@ export class WirelogServer {
   #trust: TrustFn | undefined
   #redact: Redactor
   #policy: ConnectionPolicy
+  #auth: Authenticator | undefined
+  #pubsub!: PubSub
+  #expiry = new Map<Connection, NodeJS.Timeout>()
   #heartbeat: NodeJS.Timeout | undefined
   #idleSweep: NodeJS.Timeout | undefined
   #listening: Promise<AddressInfo> | undefined
@@ -158,10 +173,52 @@ export class WirelogServer {
         : cfg.behaviour === 'silent'
           ? silent()
           : echo(cfg.echoPrefix)
-    this.#protocols = new Map(Object.entries(cfg.protocols))
+    this.#trust = compileTrust(cfg.trustProxy)
+    try {
+      this.#auth = cfg.auth.mode === 'none' ? undefined : createAuthenticator(cfg.auth)
+      const rules = cfg.pubsub.rules ? loadRules(cfg.pubsub.rules) : undefined
+      const ps = cfg.pubsub
+      this.#pubsub = new PubSub(
+        {
+          maxSubscriptions: ps.maxSubscriptions,
+          maxDataBytes: ps.maxDataBytes,
+          sessionTtl: ps.sessionTtl * 1000,
+          replayLimit: Math.max(1, ps.historySize),
+          dedupeTtl: ps.dedupeTtl * 1000,
+          reorderWait: 200,
+        },
+        {
+          broker:
+            deps.broker ??
+            new MemoryBroker({
+              historySize: ps.historySize,
+              historyTtl: ps.historyTtl * 1000,
+              historyTopics: ps.historyTopics,
+            }),
+          authorizer: createAuthorizer({
+            authRequired: this.#auth !== undefined,
+            rules,
+            hook: ps.authorize,
+          }),
+          verify: this.#auth?.verify,
+          refreshed: (client, user) => this.#refreshed(client as Connection, user),
+          node: this.#idPrefix,
+        },
+      )
+    } catch (err) {
+      throw err instanceof TypeError ? new ConfigError(err.message) : err
+    }
+    if (cfg.behaviour === 'pubsub') this.#default = this.#pubsub
+    this.#protocols = new Map([
+      [PROTOCOL, this.#pubsub as Behaviour],
+      ...Object.entries(cfg.protocols),
+    ])
     this.#admit =
       cfg.admit === undefined ? [] : Array.isArray(cfg.admit) ? [...cfg.admit] : [cfg.admit]
-    this.#trust = compileTrust(cfg.trustProxy)
+    if (this.#auth) {
+      const auth = this.#auth
+      this.#admit.unshift((req) => auth.admit(req))
+    }
     this.#redact = createRedactor(cfg.log.redact)
     const limits = cfg.limits
     this.#policy = {
@@ -280,6 +337,47 @@ export class WirelogServer {
     return this.#router.addUpgrade(path, handler, options)
   }
 
+  /**
+   * Publish `data` (any JSON value) on `topic` to every subscriber, on every node. Resolves
+   * with the message's sequence number and how many subscribers on this node got it.
+   */
+  publish(
+    topic: string,
+    data: unknown,
+  ): Promise<{ seq: number; epoch: string; recipients: number }> {
+    return this.#pubsub.publish(topic, data)
+  }
+
+  /**
+   * Send a direct message (`{"op":"direct",…}`) to a `wirelog.v1` client (the client, or its
+   * id) or to every connection of a user, on any node. Resolves with the number of
+   * connections it went to.
+   */
+  send(to: SendTarget, data: unknown): Promise<number> {
+    const target =
+      typeof to === 'string'
+        ? { client: to }
+        : 'id' in to && typeof to.id === 'string'
+          ? { client: to.id }
+          : to
+    return this.#pubsub.send(target as { client: string } | { user: string }, data)
+  }
+
+  /** Who is subscribed to `topic`, on every node. */
+  presence(topic: string): Promise<PresenceEntry[]> {
+    return this.#pubsub.presence(topic)
+  }
+
+  /** A topic's retained history after `since` (default: all). */
+  history(topic: string, options: { since?: number; limit?: number } = {}): Promise<HistoryResult> {
+    return this.#pubsub.history(topic, options.since, options.limit)
+  }
+
+  /** The topics and patterns a `wirelog.v1` client is subscribed to. */
+  subscriptions(client: Client): string[] {
+    return this.#pubsub.subscriptions(client)
+  }
+
   /** Add an admission hook, run before the 101 after the built-in rules (see `AdmissionHook`). */
   admit(hook: AdmissionHook): () => void {
     if (typeof hook !== 'function') throw new TypeError('admit(): the hook must be a function')
@@ -305,6 +403,8 @@ export class WirelogServer {
     const cfg = this.config
     try {
       await this.activityLog?.open()
+      // Behaviours (the pubsub router's broker) are ready before the first client can arrive.
+      for (const b of this.#allBehaviours()) await b.attach?.(this)
       await new Promise<void>((resolve, reject) => {
         const onError = (err: Error): void => reject(err)
         this.#http.once('error', onError)
@@ -313,10 +413,10 @@ export class WirelogServer {
           resolve()
         })
       })
-      for (const b of this.#allBehaviours()) await b.attach?.(this)
     } catch (err) {
       this.#state = 'CLOSED'
       if (this.#http.listening) await new Promise((r) => this.#http.close(r))
+      for (const b of this.#allBehaviours()) await b.detach?.()?.catch?.(() => {})
       await this.activityLog?.close()
       throw err
     }
@@ -365,13 +465,6 @@ export class WirelogServer {
     this.#state = 'CLOSING'
     emit(this.events, 'server.closing', { reason, clients: this.#clients.size })
     this.#stopTimers()
-    for (const b of this.#allBehaviours()) {
-      try {
-        await b.detach?.()
-      } catch (error) {
-        emit(this.events, 'handler.failed', { event: `behaviour:${b.name}.detach`, error })
-      }
-    }
     const httpClosed = new Promise<void>((resolve) => this.#http.close(() => resolve()))
     this.#http.closeIdleConnections()
 
@@ -393,6 +486,13 @@ export class WirelogServer {
     }
     this.#http.closeAllConnections()
     await httpClosed
+    for (const b of this.#allBehaviours()) {
+      try {
+        await b.detach?.()
+      } catch (error) {
+        emit(this.events, 'handler.failed', { event: `behaviour:${b.name}.detach`, error })
+      }
+    }
     this.#state = 'CLOSED'
     emit(this.events, 'server.closed', { reason })
     await this.activityLog?.close()
@@ -612,6 +712,7 @@ export class WirelogServer {
     )
     const behaviour = this.#protocols.get(ws.protocol) ?? this.#default
     this.#clients.add(conn)
+    this.#armExpiry(conn)
     this.#behaviours.set(conn, behaviour)
     emit(this.events, 'client.connected', { client: conn })
     if (this.#state !== 'RUNNING') {
@@ -619,6 +720,31 @@ export class WirelogServer {
       return
     }
     if (behaviour.open) this.#callBehaviour(behaviour, 'open', () => behaviour.open!(conn))
+  }
+
+  /** Close a client with 4003 when its credential expires (unless refreshed first). */
+  #armExpiry(conn: Connection): void {
+    const old = this.#expiry.get(conn)
+    if (old) clearTimeout(old)
+    this.#expiry.delete(conn)
+    const at = conn.user?.expiresAt
+    if (at === undefined) return
+    // setTimeout holds at most 2^31-1 ms; a later expiry re-arms when that fires.
+    const ms = Math.min(Math.max(0, at - Date.now()), 2 ** 31 - 1)
+    const t = setTimeout(() => {
+      if ((conn.user?.expiresAt ?? 0) > Date.now()) return this.#armExpiry(conn)
+      this.#expiry.delete(conn)
+      emit(this.events, 'auth.expired', { client: conn })
+      conn.close(CloseCode.AUTH_EXPIRED, 'credential expired', true)
+    }, ms)
+    t.unref()
+    this.#expiry.set(conn, t)
+  }
+
+  #refreshed(conn: Connection, user: ClientUser): void {
+    conn.setUser(user)
+    this.#armExpiry(conn)
+    emit(this.events, 'auth.refreshed', { client: conn, expiresAt: user.expiresAt })
   }
 
   #onMessage(conn: Connection, data: Buffer, binary: boolean): void {
@@ -642,6 +768,11 @@ export class WirelogServer {
 
   #onClose(conn: Connection, info: Parameters<ConnectionHooks['closed']>[1]): void {
     if (!this.#clients.delete(conn)) return
+    const timer = this.#expiry.get(conn)
+    if (timer) {
+      clearTimeout(timer)
+      this.#expiry.delete(conn)
+    }
     const behaviour = this.#behaviours.get(conn)
     this.#behaviours.delete(conn)
     emit(this.events, 'client.disconnected', info)

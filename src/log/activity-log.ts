@@ -39,6 +39,16 @@ const EVENT_LEVEL: Record<WsEventName, number | undefined> = {
   'log.error': undefined,
   'log.dropped': LEVELS.error,
   'log.rotated': LEVELS.info,
+  'topic.subscribed': LEVELS.info,
+  'topic.unsubscribed': LEVELS.info,
+  'topic.published': LEVELS.info,
+  'message.direct': LEVELS.info,
+  'session.resumed': LEVELS.info,
+  'session.expired': LEVELS.info,
+  'auth.refreshed': LEVELS.info,
+  'auth.expired': LEVELS.warn,
+  'access.denied': LEVELS.warn,
+  'pubsub.error': LEVELS.warn,
 }
 
 export interface ActivityLogStats {
@@ -392,6 +402,95 @@ export class ActivityLog implements Recorder {
         b.begin(level, name, 'Log rotated')
         b.str('path', r.path)
         b.str('previous', r.rotatedTo)
+        return true
+      }
+      case 'topic.subscribed': {
+        const r = e as WsEvents['topic.subscribed']
+        b.begin(level, name, `Topic subscribed: ${escapeText(r.topic)}`)
+        b.client(r.client)
+        b.str('topic', r.topic)
+        if (r.pattern) b.bool('pattern', true)
+        if (r.replayed > 0) b.num('replayed', r.replayed)
+        return true
+      }
+      case 'topic.unsubscribed': {
+        const r = e as WsEvents['topic.unsubscribed']
+        b.begin(level, name, `Topic unsubscribed: ${escapeText(r.topic)}`)
+        b.client(r.client)
+        b.str('topic', r.topic)
+        return true
+      }
+      case 'topic.published': {
+        const r = e as WsEvents['topic.published']
+        b.begin(level, name, `Topic published: ${escapeText(r.topic)} #${r.seq} to ${r.recipients}`)
+        if (r.client) b.client(r.client)
+        else b.str('client', 'server')
+        b.str('topic', r.topic)
+        b.num('seq', r.seq)
+        b.num('recipients', r.recipients)
+        b.num('bytes', r.bytes)
+        b.json(
+          'data',
+          r.bytes <= this.#cfg.preview
+            ? r.data
+            : jsonValue(`${r.data.slice(0, this.#cfg.preview)}…`),
+        )
+        return true
+      }
+      case 'message.direct': {
+        const r = e as WsEvents['message.direct']
+        b.begin(level, name, `Direct message: ${escapeText(r.to)} (${r.recipients})`)
+        if (r.client) b.client(r.client)
+        else b.str('client', 'server')
+        b.str('to', r.to)
+        b.num('recipients', r.recipients)
+        b.num('bytes', r.bytes)
+        return true
+      }
+      case 'session.resumed': {
+        const r = e as WsEvents['session.resumed']
+        b.begin(level, name, `Session resumed: ${r.client.ip}`)
+        b.client(r.client)
+        b.str('session', r.session)
+        b.num('replayed', r.replayed)
+        b.num('gaps', r.gaps)
+        return true
+      }
+      case 'session.expired': {
+        const r = e as WsEvents['session.expired']
+        b.begin(level, name, `Session expired: ${r.client.ip}`)
+        b.client(r.client)
+        b.str('session', r.session)
+        return true
+      }
+      case 'auth.refreshed': {
+        const r = e as WsEvents['auth.refreshed']
+        b.begin(level, name, `Credential refreshed: ${r.client.ip}`)
+        b.client(r.client)
+        if (r.expiresAt !== undefined) b.str('expires', new Date(r.expiresAt).toISOString())
+        return true
+      }
+      case 'auth.expired': {
+        const r = e as WsEvents['auth.expired']
+        b.begin(level, name, `Credential expired: ${r.client.ip}`)
+        b.client(r.client)
+        return true
+      }
+      case 'access.denied': {
+        const r = e as WsEvents['access.denied']
+        b.begin(level, name, `Access denied: ${escapeText(r.op)} ${escapeText(r.topic)}`)
+        b.client(r.client)
+        b.str('op', r.op)
+        b.str('topic', r.topic)
+        return true
+      }
+      case 'pubsub.error': {
+        const r = e as WsEvents['pubsub.error']
+        b.begin(level, name, `Request refused: ${escapeText(r.code)}`)
+        b.client(r.client)
+        if (r.op) b.str('op', r.op)
+        b.str('code', r.code)
+        b.str('error', r.message)
         return true
       }
       default:
