@@ -754,7 +754,9 @@ export function resolveConfig(
     const got = getPath(options, path)
     const label = labelFor?.(path, opt) ?? (path ? `option "${path}"` : 'options')
     const accepts =
-      opt && issue.code !== 'unrecognized_keys' ? `expected ${opt.accepts}` : issue.message
+      opt && issue.code !== 'unrecognized_keys' && issue.code !== 'custom'
+        ? `expected ${opt.accepts}`
+        : issue.message
     const gotText = got === undefined ? '' : `, got ${JSON.stringify(got)}`
     throw new ConfigError(
       issue.code === 'unrecognized_keys'

@@ -94,3 +94,15 @@ function redactUserinfo(s: string): string {
   const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/@]*)@/i.exec(s)
   return m ? `${m[1]}${REDACTED}@${s.slice(m[0].length)}` : s
 }
+
+const JSON_TOKEN =
+  /"(token|access_token|refresh_token|password|secret)"(\s*:\s*)"(?:[^"\\]|\\.)*(?:"|$)/g
+
+/**
+ * A JSON text with the values of credential fields (`"token": "…"`) redacted: the
+ * `wirelog.v1` frames that carry credentials (`resume`, `refresh`) are logged like any
+ * message, minus those values.
+ */
+export function redactJsonSecrets(text: string): string {
+  return text.replace(JSON_TOKEN, `"$1"$2"${REDACTED}"`)
+}

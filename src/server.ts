@@ -5,6 +5,7 @@
  * formats a log line (the activity log is the bus's recorder).
  */
 import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import {
   createServer as createHttpServer,
   type Server as HttpServer,
@@ -266,6 +267,8 @@ export class WirelogServer {
       onError: (path, error) =>
         emit(this.events, 'handler.failed', { event: `http:${path}`, error }),
     })
+    // The browser build of `wirelog/client`, so a page can `import … from '/wirelog-client.js'`.
+    this.#router.add('/wirelog-client.js', (_req, res) => serveClientLibrary(res))
     if (cfg.health !== 'off') {
       this.#router.add('/health', (req, res, ctx) => this.#health(req, res, ctx.admin), {
         access: cfg.health === 'admin' ? 'admin' : 'public',
@@ -784,6 +787,18 @@ export class WirelogServer {
       done()
     }
   }
+}
+
+let clientLibrary: Buffer | undefined
+
+function serveClientLibrary(res: ServerResponse): void {
+  clientLibrary ??= readFileSync(new URL('./client/index.js', import.meta.url))
+  res.writeHead(200, {
+    'content-type': 'text/javascript; charset=utf-8',
+    'content-length': clientLibrary.length,
+    'cache-control': 'public, max-age=300',
+  })
+  res.end(clientLibrary)
 }
 
 function noop(): void {}

@@ -12,7 +12,8 @@ import { join, resolve } from 'node:path'
 import type { Config } from '../config.js'
 import type { EventBus, Recorder, WsEventName, WsEvents } from '../events.js'
 import { addRecorder, emit } from '../events.js'
-import { createRedactor, REDACTED, type Redactor } from '../redact.js'
+import { PROTOCOL } from '../pubsub/protocol.js'
+import { createRedactor, REDACTED, type Redactor, redactJsonSecrets } from '../redact.js'
 import { cutText, escapeText, jsonValue, utf8Boundary } from './escape.js'
 import { createBuilder, LEVELS, type LevelName, type LineBuilder } from './format.js'
 import { Sink, type SinkOptions } from './sink.js'
@@ -291,11 +292,13 @@ export class ActivityLog implements Recorder {
         bytes: m.bytes,
         truncated,
       })
-    const text = truncated
+    let text = truncated
       ? raw.toString('utf8', 0, utf8Boundary(raw, max))
       : typeof m.data === 'string'
         ? m.data
         : raw.toString('utf8')
+    // The protocol's own credential fields (resume, refresh) never reach the log.
+    if (m.client.protocol === PROTOCOL && text.includes('"token"')) text = redactJsonSecrets(text)
     return b.message(m.client, { text, bytesPreview: undefined, bytes: m.bytes, truncated })
   }
 

@@ -298,7 +298,10 @@ export class PubSub implements Behaviour {
     fid: string | number | undefined,
   ): Promise<boolean> {
     if (await this.#d.authorizer.allowed(st.conn, op, topic)) return true
-    this.#send(st, errorFrame('FORBIDDEN', `not allowed to ${op} ${topic}`, fid, { op, topic }))
+    this.#send(
+      st,
+      errorFrame('FORBIDDEN', `not allowed to ${op} ${topic}`, fid, { request: op, topic }),
+    )
     if (this.#events) emit(this.#events, 'access.denied', { client: st.conn, op, topic })
     return false
   }
@@ -321,7 +324,7 @@ export class PubSub implements Behaviour {
     if (st.subs.has(f.topic)) {
       this.#send(
         st,
-        frameText('ack', { ...idOf(f.id), op: 'subscribe', topic: f.topic, already: true }),
+        frameText('ack', { ...idOf(f.id), request: 'subscribe', topic: f.topic, already: true }),
       )
       return
     }
@@ -357,7 +360,7 @@ export class PubSub implements Behaviour {
       st,
       frameText('ack', {
         ...idOf(f.id),
-        op: 'subscribe',
+        request: 'subscribe',
         topic: f.topic,
         ...(seq ? { seq: seq.last, epoch: seq.epoch } : {}),
         ...(f.since !== undefined ? { replayed: replay.replayed, gaps: replay.gaps } : {}),
@@ -420,7 +423,7 @@ export class PubSub implements Behaviour {
     st.subs.delete(f.topic)
     this.#dropSub(st, sub)
     await this.#saveSession(st).catch(() => {})
-    this.#send(st, frameText('ack', { ...idOf(f.id), op: 'unsubscribe', topic: f.topic }))
+    this.#send(st, frameText('ack', { ...idOf(f.id), request: 'unsubscribe', topic: f.topic }))
     if (this.#events) emit(this.#events, 'topic.unsubscribed', { client: st.conn, topic: f.topic })
   }
 
@@ -452,7 +455,7 @@ export class PubSub implements Behaviour {
           st,
           frameText('ack', {
             id: f.id,
-            op: 'publish',
+            request: 'publish',
             topic: f.topic,
             duplicate: true,
             ...(seq ? { seq } : {}),
@@ -483,7 +486,13 @@ export class PubSub implements Behaviour {
       await this.#d.broker.settle(key, String(m.seq), this.#o.dedupeTtl).catch(() => {})
       this.#send(
         st,
-        frameText('ack', { id: f.id, op: 'publish', topic: f.topic, seq: m.seq, epoch: m.epoch }),
+        frameText('ack', {
+          id: f.id,
+          request: 'publish',
+          topic: f.topic,
+          seq: m.seq,
+          epoch: m.epoch,
+        }),
       )
     }
   }
@@ -505,7 +514,7 @@ export class PubSub implements Behaviour {
       )
       return
     }
-    if (f.id !== undefined) this.#send(st, frameText('ack', { id: f.id, op: 'send' }))
+    if (f.id !== undefined) this.#send(st, frameText('ack', { id: f.id, request: 'send' }))
     if (this.#events)
       emit(this.#events, 'message.direct', {
         client: st.conn,
@@ -564,7 +573,7 @@ export class PubSub implements Behaviour {
       st,
       frameText('ack', {
         ...idOf(f.id),
-        op: 'refresh',
+        request: 'refresh',
         ...(user.expiresAt ? { expiresAt: user.expiresAt } : {}),
       }),
     )
@@ -683,7 +692,7 @@ export class PubSub implements Behaviour {
     let replayed = 0
     const gaps: Gap[] = []
     for (const it of items) {
-      const cu = st.catchUp.get(it.topic)
+      const cu = st.catchUp?.get(it.topic)
       if (cu === undefined) continue
       let h: HistoryResult
       try {
@@ -741,7 +750,7 @@ export class PubSub implements Behaviour {
         })
       this.#finishCatchUp(st, it.topic, cu)
     }
-    if (st.catchUp.size === 0) st.catchUp = undefined
+    if (st.catchUp?.size === 0) st.catchUp = undefined
     return { replayed, gaps }
   }
 
@@ -892,7 +901,7 @@ export class PubSub implements Behaviour {
     code: ErrorCodeName,
     message: string,
   ): void {
-    this.#send(st, errorFrame(code, message, fid, op ? { op } : {}))
+    this.#send(st, errorFrame(code, message, fid, op ? { request: op } : {}))
     if (this.#events)
       emit(this.#events, 'pubsub.error', { client: st.conn, op: op ?? '', code, message })
   }
