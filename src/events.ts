@@ -285,21 +285,27 @@ const NO_HANDLERS: readonly Entry[] = []
 /** Set up by the class's static block: the server-only entry points. */
 let builtinEmit: <K extends WsEventName>(bus: EventBus, name: K, payload: WsEvents[K]) => number
 let recorderAdd: (bus: EventBus, r: Recorder) => () => void
+let versionOf: (bus: EventBus) => number
 
 export class EventBus {
   /** ns → name → handlers. Copy-on-write arrays so dispatch never sees a mutation mid-loop. */
   #handlers = new Map<string, Map<string, readonly Entry[]>>()
   #recorders: readonly Recorder[] = []
   #failureDepth = 0
+  /** Bumped on every (un)subscription, so callers can cache `has()`. */
+  #version = 0
 
   static {
     builtinEmit = (bus, name, payload) => bus.#dispatch('ws', name, payload)
     recorderAdd = (bus, r) => {
       bus.#recorders = [...bus.#recorders, r]
+      bus.#version++
       return () => {
         bus.#recorders = bus.#recorders.filter((x) => x !== r)
+        bus.#version++
       }
     }
+    versionOf = (bus) => bus.#version
   }
 
   /** Subscribe; returns a function that unsubscribes. Alias of `on`. */
@@ -343,6 +349,7 @@ export class EventBus {
       }
     }
     if (idx < 0) return
+    this.#version++
     const next = list.slice(0, idx).concat(list.slice(idx + 1))
     if (next.length === 0) names.delete(name)
     else names.set(name, next)
@@ -391,6 +398,7 @@ export class EventBus {
   /** Remove every handler. */
   clear(): void {
     this.#handlers.clear()
+    this.#version++
   }
 
   #dispatch(ns: string, name: string, payload: unknown): number {
@@ -433,6 +441,7 @@ export class EventBus {
       names = new Map()
       this.#handlers.set(ns, names)
     }
+    this.#version++
     names.set(name, [...(names.get(name) ?? NO_HANDLERS), entry])
   }
 
@@ -468,6 +477,7 @@ export class EventBus {
   #removeEntry(owner: Map<string, readonly Entry[]>, key: string, entry: Entry): void {
     const cur = owner.get(key)
     if (!cur) return
+    this.#version++
     const next = cur.filter((e) => e !== entry)
     if (next.length === 0) owner.delete(key)
     else owner.set(key, next)
@@ -556,4 +566,9 @@ export function emit<K extends WsEventName>(bus: EventBus, name: K, payload: WsE
 /** Install a recorder that sees every event before any handler; returns its removal. */
 export function addRecorder(bus: EventBus, recorder: Recorder): () => void {
   return recorderAdd(bus, recorder)
+}
+
+/** Changes whenever a handler or recorder is added or removed (to cache `has()`). */
+export function subscriptionVersion(bus: EventBus): number {
+  return versionOf(bus)
 }

@@ -44,7 +44,7 @@ import {
   type ConnectionPolicy,
   normalizeIp,
 } from './connection.js'
-import { EventBus, emit, type MessageReceived } from './events.js'
+import { EventBus, emit, type MessageReceived, subscriptionVersion } from './events.js'
 import { rejectUpgrade } from './http/raw.js'
 import {
   type RouteAccess,
@@ -143,11 +143,18 @@ export class WirelogServer {
   #listening: Promise<AddressInfo> | undefined
   #closing: Promise<void> | undefined
   #allGone: (() => void) | undefined
+  #sentVersion = -1
+  #sentWanted = false
   #hooks: ConnectionHooks = {
     message: (conn, data, binary) => this.#onMessage(conn, data, binary),
     sent: (conn, bytes, binary) => {
-      if (this.events.has('ws', 'message.sent'))
-        emit(this.events, 'message.sent', { client: conn, bytes, binary })
+      // Per sent message (every fan-out recipient): ask the bus only when it changed.
+      const v = subscriptionVersion(this.events)
+      if (v !== this.#sentVersion) {
+        this.#sentVersion = v
+        this.#sentWanted = this.events.has('ws', 'message.sent')
+      }
+      if (this.#sentWanted) emit(this.events, 'message.sent', { client: conn, bytes, binary })
     },
     dropped: (conn, dropped, reason) =>
       emit(this.events, 'message.dropped', { client: conn, reason, dropped }),
