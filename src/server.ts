@@ -804,6 +804,8 @@ function serveClientLibrary(res: ServerResponse): void {
     'content-type': 'text/javascript; charset=utf-8',
     'content-length': clientLibrary.length,
     'cache-control': 'public, max-age=300',
+    // A module script from another origin (a page of yours, a file:// page) needs CORS.
+    'access-control-allow-origin': '*',
   })
   res.end(clientLibrary)
 }

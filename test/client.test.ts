@@ -8,13 +8,14 @@ import { generateKeyPairSync } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import { pathToFileURL } from 'node:url'
 import { SignJWT } from 'jose'
 import { MemoryBroker, MemoryHub } from '../src/broker/memory.js'
 import { connect, type WirelogError } from '../src/client/index.js'
 import type { Connection } from '../src/connection.js'
 import { createServer, type WirelogOptions } from '../src/index.js'
 import { withChromium } from './chromium.js'
-import { startServer, tempDir, waitFor } from './helpers.js'
+import { ROOT, startServer, tempDir, waitFor } from './helpers.js'
 import { v1 } from './v1.js'
 
 type T = Awaited<ReturnType<typeof startServer>>
@@ -144,12 +145,12 @@ describe('several nodes on one broker', () => {
 })
 
 describe('wirelog/client in Chromium', () => {
-  it('two tabs: JWT in the subprotocol, publish in one, receive in the other, cut, resume with no loss', async () => {
+  it('examples/chat.html in two tabs: JWT in the subprotocol, publish in one, receive in the other, cut, resume with no loss', async () => {
     const secret = generateKeyPairSync('ec', { namedCurve: 'P-256' })
     const keyPath = join(tempDir('wirelog-key-'), 'jwt.pem')
     writeFileSync(keyPath, secret.publicKey.export({ type: 'spki', format: 'pem' }))
     const token = (sub: string) =>
-      new SignJWT({ wirelog: { subscribe: ['room.>'], publish: ['room.>'] } })
+      new SignJWT({ wirelog: { subscribe: ['chat.>'], publish: ['chat.>'] } })
         .setProtectedHeader({ alg: 'ES256' })
         .setSubject(sub)
         .setExpirationTime('1h')
@@ -157,46 +158,47 @@ describe('wirelog/client in Chromium', () => {
     await withServer(
       { behaviour: 'pubsub', auth: { mode: 'jwt', jwt: { key: keyPath } } },
       async (t) => {
-        t.server.route('/two-tabs', (_req, res) => {
-          res.writeHead(200, { 'content-type': 'text/html' })
-          res.end(`<!doctype html><meta charset="utf-8"><title>tab</title><pre id="log"></pre>
-<script type="module">
-  import { connect } from '/wirelog-client.js'
-  const q = new URLSearchParams(location.search)
-  const client = connect('ws://' + location.host + '/', { token: q.get('token'), reconnect: { initialDelay: 20 } })
-  window.seen = []
-  window.client = client
-  client.subscribe('room.1', (m) => { window.seen.push(m.data); document.getElementById('log').textContent += m.data + '\\n' })
-  window.ready = client.ready.then((w) => w.user)
-</script>`)
-        })
         await withChromium(async (browser) => {
+          // The README's demo: examples/chat.html opened from disk in two tabs.
+          const page = (tok: string) =>
+            `${pathToFileURL(join(ROOT, 'examples', 'chat.html')).href}#server=${t.url}&token=${tok}`
           const sender = await browser.newPage()
           const receiver = await browser.newPage()
-          await receiver.goto(
-            `${t.url.replace('ws:', 'http:')}/two-tabs?token=${await token('bob')}`,
-          )
-          await sender.goto(
-            `${t.url.replace('ws:', 'http:')}/two-tabs?token=${await token('alice')}`,
-          )
-          assert.equal(await receiver.evaluate('window.ready'), 'bob')
-          assert.equal(await sender.evaluate('window.ready'), 'alice')
-          await receiver.waitForFunction('window.client.state === "open"')
-          for (let i = 1; i <= 5; i++)
-            await sender.evaluate(`window.client.publish('room.1', 'm${i}')`)
-          await receiver.waitForFunction('window.seen.length === 5')
+          const errors: string[] = []
+          for (const p of [sender, receiver]) p.on('pageerror', (e) => errors.push(e.message))
+          await receiver.goto(page(await token('bob')))
+          await sender.goto(page(await token('alice')))
+          await receiver.locator('#state', { hasText: 'open' }).waitFor()
+          await sender.locator('#state', { hasText: 'open' }).waitFor()
+          const say = async (text: string) => {
+            await sender.fill('#text', text)
+            await sender.press('#text', 'Enter')
+          }
+          const shown = async () =>
+            ((await receiver.textContent('#log')) ?? '')
+              .split('\n')
+              .filter((l) => l.startsWith('#'))
+          for (let i = 1; i <= 5; i++) await say(`m${i}`)
+          await waitFor(async () => (await shown()).length === 5, 'five messages in the other tab')
           // Cut bob's TCP connection and publish while he is away.
           const bob = [...t.server.clients].find((c) => c.user?.id === 'bob') as Connection
           bob.terminate(1006, 'test: network cut')
-          for (let i = 6; i <= 10; i++) await t.server.publish('room.1', `m${i}`)
-          await receiver.waitForFunction('window.seen.length >= 10', undefined, { timeout: 10_000 })
-          await sender.evaluate(`window.client.publish('room.1', 'm11')`)
-          await receiver.waitForFunction('window.seen.length >= 11')
-          const seen = (await receiver.evaluate('window.seen')) as string[]
+          for (let i = 6; i <= 10; i++) await t.server.publish('chat.lobby', { text: `m${i}` })
+          await waitFor(async () => (await shown()).length === 10, 'the missed messages', 10_000)
+          await say('m11')
+          await waitFor(async () => (await shown()).length === 11, 'a new message after the resume')
           assert.deepEqual(
-            seen,
-            Array.from({ length: 11 }, (_, i) => `m${i + 1}`),
+            await shown(),
+            Array.from(
+              { length: 11 },
+              (_, i) => `#${i + 1} ${i < 5 || i === 10 ? 'alice' : 'server'}: m${i + 1}`,
+            ),
           )
+          assert.match(
+            (await receiver.textContent('#log')) ?? '',
+            /— resumed, 5 missed messages replayed/,
+          )
+          assert.deepEqual(errors, [])
           const log = t.lines().join('\n')
           assert.match(
             log,
