@@ -23,6 +23,10 @@ export interface Session {
   errors: string[]
   /** Worth a look, not a failure (what wirelog said on stderr). */
   notes: string[]
+  /** Wall seconds of each part (start, idle, every load phase, close): where the time went. */
+  seconds: Record<string, number>
+  /** The machine's 1-minute load average when the session started (others' work shows here). */
+  loadAverage: number
 }
 
 /** The first ratio column: a raw ws server that corks as wirelog does. */

@@ -48,6 +48,7 @@ import {
   type Session,
   sizeLabel,
   stepMetrics,
+  steps,
   summarise,
   table,
   targetLines,
@@ -217,8 +218,16 @@ async function session(
     log: undefined,
     errors: [],
     notes: [],
+    seconds: {},
+    loadAverage: loadavg()[0]!,
   }
   let doing = 'starting'
+  let t = Date.now()
+  const lap = (part: string): void => {
+    const now = Date.now()
+    s.seconds[part] = (now - t) / 1000
+    t = now
+  }
   progress.status(
     () =>
       `round ${at.round}/${o.rounds} · server ${at.index + 1}/${o.servers.length} ${spec.label} · ${doing} · ETA ${duration(clock.eta())}`,
@@ -253,6 +262,7 @@ async function session(
         }),
       () => Generators.start(place, place.generators, nofile, lifetimeMs),
     )
+    lap('start')
     if (o.idleConnections > 0) {
       doing = `${o.idleConnections.toLocaleString('en-US')} idle connections`
       // On a fresh process (no leftovers of the load phases), after a short warm-up churn.
@@ -266,6 +276,7 @@ async function session(
       connections += warm + s.idle.connections
       if (s.idle.failed > 0)
         s.errors.push(`idle: ${s.idle.failed} connections failed: ${s.idle.firstError}`)
+      lap('idle')
     }
     for (const ph of phases(o)) {
       doing = ph.label
@@ -283,10 +294,12 @@ async function session(
       s.load[ph.key] = r
       connections += ph.connections
       checkLoad(ph.key, r, s.errors)
+      lap(ph.key)
     }
     doing = 'closing'
     await gens.close()
     s.log = await server.close()
+    lap('close')
     if (s.log) {
       for (const line of s.log.stderr) s.notes.push(`wirelog stderr: ${line}`)
       if (s.log.exitCode !== 0) s.errors.push(`wirelog exited ${s.log.exitCode} after SIGTERM`)
@@ -420,9 +433,12 @@ async function runRounds(
   )
   say()
   say(table(sessions, o.servers, main, sum))
+  const satNote = steps(o).some((st) => st.id === 'saturation')
+    ? `; saturation = the frames closed loop above (${o.connections} × ${o.pipeline} in flight, so its round trips are mostly queueing)`
+    : ''
   say(
     `Rate sweep (open loop, ${o.rateClient} client): ${o.latencyConnections} connections, ${sizeLabel(o.latencySize)}, messages sent on a schedule and each round trip timed ` +
-      `from its scheduled send time; saturation = the closed loop above (${o.connections} × ${o.pipeline} in flight, so its round trips are queueing). Medians over rounds.`,
+      `from its scheduled send time${satNote}. Medians over rounds.`,
   )
   say()
   say(rateTable(o, o.servers, sum))
