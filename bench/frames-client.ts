@@ -72,8 +72,12 @@ class FramesConn {
   echoesInRead = 0
   /** performance.now() when the current read arrived. */
   readAt = 0
+  /** The upgrade response so far (until its blank line). */
   #head: Buffer | undefined = Buffer.alloc(0)
   readonly #key = randomBytes(16).toString('base64')
+  /** Settle open(): the 101 checked out, or the handshake failed. */
+  #opened: (() => void) | undefined
+  #handshakeFailed: ((err: Error) => void) | undefined
 
   constructor(phase: FramesPhase, id: number, start: number) {
     this.phase = phase
@@ -130,9 +134,6 @@ class FramesConn {
       )
     })
   }
-
-  #opened: (() => void) | undefined
-  #handshakeFailed: ((err: Error) => void) | undefined
 
   /** Write `n` messages from the ring (one write; two, corked, where the ring wraps). */
   write(n: number): void {

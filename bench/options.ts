@@ -116,7 +116,7 @@ const FULL: Shape = {
 }
 
 const PROFILES: Record<Profile, Shape> = {
-  // About 13 minutes on a quiet machine: 8 servers × 3 rounds × ~30 s, plus start-up figures.
+  // About 15 minutes on a quiet machine: 8 servers × 3 rounds × ~35 s, plus start-up figures.
   default: FULL,
   // About 2 minutes: the same shape, short windows, 1,000 idle connections, 2 rounds.
   quick: { ...FULL, rounds: 2, warmup: 0.2, duration: 0.5, idleConnections: 1000, startupRuns: 5 },
@@ -149,7 +149,7 @@ open-loop rate sweep (CPU per message and p50/p99/p99.9 round trips at each rate
 connections; plus start-up times of the CLI.
 
 Profiles:
-  (none)                 full run, ~13 min: 3 rounds, 2.5 s windows, 10,000 idle connections
+  (none)                 full run, ~15 min: 3 rounds, 2.5 s windows, 10,000 idle connections
   --quick                ~2 min: 2 rounds, 0.5 s windows, 1,000 idle connections
   --smoke                CI check of the harness (< 1 min): 1 round, no uWebSockets.js unless
                          --servers names it; exit code 1 only if the harness broke (echo
