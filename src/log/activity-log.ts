@@ -98,7 +98,24 @@ export class ActivityLog {
         this.#rotateTimer.unref()
       }
     }
-    if (this.#cfg.stdout) this.#sinks.push(Sink.fd(1, base))
+    if (this.#cfg.stdout) {
+      this.#sinks.push(
+        Sink.fd(1, {
+          ...base,
+          // Final for stdout: the reader is gone (EPIPE), the sink stops, the server goes on.
+          onError: (err) => {
+            this.#report(
+              `wirelog: activity log on stdout failed: ${err.code ?? err.message}; stdout logging stopped`,
+            )
+            this.#bus?.trigger('ws', 'log.error', {
+              path: 'stdout',
+              code: err.code ?? 'EIO',
+              message: err.message,
+            })
+          },
+        }),
+      )
+    }
   }
 
   /** Subscribe to every event of every namespace on `bus`. */
