@@ -21,6 +21,7 @@ import {
   messageCounts,
   mountTmpfs,
   parseLog,
+  runSinkChild,
   startLoad,
   type Tmpfs,
   within,
@@ -108,6 +109,32 @@ describe('durability: disk full / unwritable log', () => {
     } finally {
       await t.server.close()
     }
+  })
+
+  it('/dev/full, thousands of one-line flushes: retained memory (ArrayBuffers included) stays within maxBuffer', async () => {
+    // In a child with --expose-gc: retained bytes after a full collection, not garbage.
+    const { result: r } = await runSinkChild('memory-sink')
+    const maxBuffer = r.maxBuffer as number
+    assert.ok((r.errors as number) >= 1)
+    assert.ok((r.dropped as number) > 0, 'the backlog outgrew maxBuffer and lines were dropped')
+    assert.ok((r.maxBuffered as number) <= maxBuffer, `buffered ${r.maxBuffered}`)
+    // The lines kept (maxBuffer) plus change: never a buffer retained per flush.
+    assert.ok(
+      (r.retained as number) <= maxBuffer + 128 * KiB,
+      `ArrayBuffers grew by ${r.retained} bytes with maxBuffer ${maxBuffer}`,
+    )
+  })
+
+  it('/dev/full under load, flushing every millisecond: retained memory of the server stays within maxBuffer', async () => {
+    const { result: r } = await runSinkChild('memory-server')
+    const maxBuffer = r.maxBuffer as number
+    assert.ok((r.dropped as number) > 0)
+    assert.ok((r.buffered as number) <= maxBuffer)
+    assert.equal(r.reports, 1, 'the failure is reported once')
+    assert.ok(
+      (r.retained as number) <= maxBuffer + 256 * KiB,
+      `ArrayBuffers grew by ${r.retained} bytes with maxBuffer ${maxBuffer}`,
+    )
   })
 
   it('tmpfs fills up later: error reported once, serving continues, writing resumes with no line lost, torn or repeated', async (t) => {

@@ -3,10 +3,11 @@
  * a load generator of many echo clients with unique, matchable message contents, a strict
  * NDJSON log reader, and a tiny tmpfs for disk-full cases.
  */
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { WebSocket } from 'ws'
 
 /** Reject if `p` has not settled after `ms`. */
@@ -288,4 +289,51 @@ export function mountTmpfs(size: number): Tmpfs | undefined {
       rmSync(dir, { recursive: true, force: true })
     },
   }
+}
+
+export interface SinkChild {
+  /** The child's `RESULT` line, parsed. */
+  result: Record<string, unknown>
+  stderr: string
+  exit: number | string
+}
+
+/**
+ * Run test/sink-child.ts in `mode` (with `--expose-gc`) and wait for it to exit. With
+ * `closeStdout`, the read end of the child's stdout is closed as soon as its first output
+ * arrives, as `| head -1` would.
+ */
+export function runSinkChild(
+  mode: string,
+  o: { closeStdout?: boolean; timeoutMs?: number } = {},
+): Promise<SinkChild> {
+  const script = fileURLToPath(new URL('./sink-child.js', import.meta.url))
+  const proc = spawn(process.execPath, ['--expose-gc', script, mode], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stderr = ''
+  proc.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString()
+  })
+  proc.stdout!.once('data', () => {
+    if (o.closeStdout) proc.stdout!.destroy()
+  })
+  if (!o.closeStdout) proc.stdout!.resume()
+  const exited = new Promise<SinkChild>((resolve, reject) => {
+    proc.on('exit', (code, signal) => {
+      const m = /^RESULT (.*)$/m.exec(stderr)
+      if (!m)
+        return reject(
+          new Error(`sink child ${mode} gave no result (exit ${code ?? signal}): ${stderr}`),
+        )
+      resolve({
+        result: JSON.parse(m[1]!) as Record<string, unknown>,
+        stderr,
+        exit: code ?? signal ?? -1,
+      })
+    })
+  })
+  return within(exited, o.timeoutMs ?? 60_000, `sink child ${mode}`).finally(() => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
+  })
 }

@@ -185,6 +185,37 @@ describe('durability: rotation', () => {
     }
   })
 
+  it('rotate() whose own hand-over crosses rotate.size rotates once, not re-entered', async () => {
+    const dir = tempDir('wirelog-dur-')
+    const path = join(dir, FILE)
+    try {
+      const rotated: string[] = []
+      const sink = await Sink.openFile(path, {
+        sync: false,
+        flushInterval: 60_000,
+        maxBuffer: 1024 * 1024,
+        rotateSize: 100,
+        rotateKeep: 5,
+        onRotate: (to) => rotated.push(to),
+      })
+      const one = `{"n":1,"pad":"${'x'.repeat(50)}"}`
+      const two = `{"n":2,"pad":"${'y'.repeat(50)}"}`
+      sink.write(`${one}\n`)
+      sink.flush()
+      await waitFor(() => readLines(path).length === 1, 'the first line on disk')
+      // Still pending: handing it over (part of the rotation) takes the file past 100 bytes.
+      sink.write(`${two}\n`)
+      assert.equal(sink.rotate(), true)
+      await within(sink.close(), 5000, 'close() after the rotation')
+      assert.deepEqual(rotated, [`${path}.1`], 'one rotation, reported once')
+      assert.deepEqual(readLines(`${path}.1`), [one, two], 'the rotated file holds both lines')
+      assert.deepEqual(readLines(path), [], 'a fresh file at the path')
+      assert.equal(existsSync(`${path}.2`), false, 'no file shifted twice')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('reopens on SIGHUP after an external rename (logrotate), under load', async () => {
     const dir = tempDir('wirelog-dur-')
     const path = join(dir, FILE)

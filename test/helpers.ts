@@ -53,6 +53,11 @@ export async function startServer(options: WirelogOptions = {}): Promise<TestSer
   }
 }
 
+/**
+ * The complete lines of a log file. A last line without its newline is a write still in
+ * progress (a reader can see a large append half done), not a line yet: it is left out.
+ * Checks of the final file for a cut-off last line use `parseLog`'s `unterminated`.
+ */
 export function readLines(path: string): string[] {
   let text: string
   try {
@@ -60,7 +65,6 @@ export function readLines(path: string): string[] {
   } catch {
     return []
   }
-  // Only whole lines: the last one may still be being written.
   const lines = text.split('\n')
   lines.pop()
   return lines.filter((l) => l.length > 0)

@@ -172,10 +172,17 @@ export class ActivityLog implements Recorder {
       this.#sinks.push(
         Sink.fd(1, {
           ...base,
-          onError: (err) =>
+          // Final for stdout: the reader is gone (EPIPE), the sink stops, the server goes on.
+          onError: (err) => {
             this.#report(
               `wirelog: activity log on stdout failed (${err.code ?? err.message}); no more lines go to stdout`,
-            ),
+            )
+            this.#emit('log.error', {
+              path: 'stdout',
+              code: err.code ?? 'EIO',
+              message: err.message,
+            })
+          },
         }),
       )
     const early = this.#early
