@@ -32,7 +32,7 @@ import { type Authenticator, createAuthenticator } from './auth/index.js'
 import { createAuthorizer, loadRules } from './auth/permissions.js'
 import type { Behaviour } from './behaviour.js'
 import { echo, silent } from './behaviours/echo.js'
-import { MemoryBroker } from './broker/memory.js'
+import { createBroker } from './broker/index.js'
 import type { Broker, HistoryResult, PresenceEntry } from './broker/types.js'
 import { CloseCode } from './close-codes.js'
 import { type Config, ConfigError, resolveConfig, type WirelogOptions } from './config.js'
@@ -196,13 +196,7 @@ export class WirelogServer {
           reorderWait: 200,
         },
         {
-          broker:
-            deps.broker ??
-            new MemoryBroker({
-              historySize: ps.historySize,
-              historyTtl: ps.historyTtl * 1000,
-              historyTopics: ps.historyTopics,
-            }),
+          broker: deps.broker ?? createBroker(cfg),
           authorizer: createAuthorizer({
             authRequired: this.#auth !== undefined,
             rules,
@@ -303,6 +297,11 @@ export class WirelogServer {
   /** Lifecycle state. */
   get state(): ServerState {
     return this.#state
+  }
+
+  /** The broker of topics, sessions and presence (`connected`, `stats()` for readiness and metrics). */
+  get broker(): Broker {
+    return this.#pubsub.broker
   }
 
   /** Connected clients. */

@@ -50,6 +50,11 @@ const EVENT_LEVEL: Record<WsEventName, number | undefined> = {
   'auth.expired': LEVELS.warn,
   'access.denied': LEVELS.warn,
   'pubsub.error': LEVELS.warn,
+  'broker.down': LEVELS.error,
+  'broker.up': LEVELS.info,
+  'worker.started': LEVELS.info,
+  // Crashes are errors, asked-for exits info (see the line below).
+  'worker.exited': LEVELS.info,
 }
 
 export interface ActivityLogStats {
@@ -494,6 +499,51 @@ export class ActivityLog implements Recorder {
         if (r.op) b.str('op', r.op)
         b.str('code', r.code)
         b.str('error', r.message)
+        return true
+      }
+      case 'broker.down': {
+        const r = e as WsEvents['broker.down']
+        b.begin(level, name, `Broker down: ${escapeText(r.broker)} (${escapeText(r.reason)})`)
+        b.str('broker', r.broker)
+        b.str('reason', r.reason)
+        return true
+      }
+      case 'broker.up': {
+        const r = e as WsEvents['broker.up']
+        b.begin(
+          level,
+          name,
+          `Broker up: ${escapeText(r.broker)} after ${r.downMs} ms (${r.dropped} commands refused meanwhile)`,
+        )
+        b.str('broker', r.broker)
+        b.num('down_ms', r.downMs)
+        b.num('dropped', r.dropped)
+        b.num('reconnects', r.reconnects)
+        return true
+      }
+      case 'worker.started': {
+        const r = e as WsEvents['worker.started']
+        b.begin(level, name, `Worker started: ${r.worker} (pid ${r.pid})`)
+        b.num('worker', r.worker)
+        b.num('worker_pid', r.pid)
+        b.num('restarts', r.restarts)
+        return true
+      }
+      case 'worker.exited': {
+        const r = e as WsEvents['worker.exited']
+        const how = r.signal !== undefined ? `signal ${r.signal}` : `code ${r.code}`
+        const actual = r.crashed ? LEVELS.error : LEVELS.info
+        if (actual < this.#minLevel) return false
+        b.begin(
+          actual,
+          name,
+          `Worker ${r.crashed ? 'crashed' : 'exited'}: ${r.worker} (pid ${r.pid}, ${how})`,
+        )
+        b.num('worker', r.worker)
+        b.num('worker_pid', r.pid)
+        b.num('code', r.code)
+        b.str('signal', r.signal)
+        b.bool('crashed', r.crashed)
         return true
       }
       default:

@@ -108,6 +108,8 @@ interface TopicSeq {
   timer: NodeJS.Timeout | undefined
 }
 
+/** The idempotency value of a publish attempt that failed: the next attempt publishes. */
+const RELEASED = 'released'
 /** Ops a client may have queued before it is told to slow down. */
 const MAX_PENDING_OPS = 256
 /** Topics whose sequence this node tracks without an exact local subscriber (pattern matches). */
@@ -128,6 +130,10 @@ export class PubSub implements Behaviour {
   #mark = 0
   #sessionTimer: NodeJS.Timeout | undefined
   #started = false
+  /** When the broker went down (undefined while it is up). */
+  #downSince: number | undefined
+  /** The broker's refusal count at the last recovery (each `broker.up` reports the difference). */
+  #droppedAtUp = 0
 
   constructor(options: PubSubOptions, deps: PubSubDeps) {
     this.#o = options
@@ -147,6 +153,7 @@ export class PubSub implements Behaviour {
       {
         message: (m) => this.#ingest(m),
         signal: (target, s) => this.#onSignal(target, s),
+        state: (connected, reason) => this.#brokerState(connected, reason),
       },
     )
     // Keep attached sessions alive in the broker (a node that dies lets them expire).
@@ -162,6 +169,47 @@ export class PubSub implements Behaviour {
     for (const t of this.#seq.values()) if (t.timer) clearTimeout(t.timer)
     if (this.#started) await this.#d.broker.stop()
     this.#started = false
+  }
+
+  /**
+   * The broker lost or regained its backend. Down: logged; publishes fail with
+   * `UNAVAILABLE` meanwhile (clients retry them with their id). Up: logged with what was
+   * refused, sessions are saved again (the backend may have restarted empty), and every
+   * topic this node delivers is caught up from history, so what other nodes published
+   * while this node could not hear them still arrives, in order.
+   */
+  #brokerState(connected: boolean, reason: string): void {
+    const b = this.#d.broker
+    if (!connected) {
+      this.#downSince ??= Date.now()
+      if (this.#events) emit(this.#events, 'broker.down', { broker: b.kind, reason })
+      return
+    }
+    const since = this.#downSince
+    this.#downSince = undefined
+    if (since === undefined) return
+    const stats = b.stats?.()
+    if (this.#events)
+      emit(this.#events, 'broker.up', {
+        broker: b.kind,
+        downMs: Date.now() - since,
+        dropped: (stats?.dropped ?? 0) - this.#droppedAtUp,
+        reconnects: stats?.reconnects ?? 0,
+      })
+    this.#droppedAtUp = stats?.dropped ?? 0
+    for (const st of this.#states.values()) void this.#saveSession(st).catch(() => {})
+    for (const topic of [...this.#seq.keys()]) void this.#recover(topic)
+  }
+
+  /** Deliver what history has beyond this node's position on `topic`. */
+  async #recover(topic: string): Promise<void> {
+    const t = this.#seq.get(topic)
+    if (t === undefined) return
+    try {
+      const h = await this.#d.broker.history(topic, t.last, this.#o.replayLimit)
+      if (this.#seq.get(topic) !== t || h.epoch !== t.epoch) return
+      for (const m of h.messages) this.#ingest(m)
+    } catch {}
   }
 
   // —— connection lifecycle ——
@@ -448,9 +496,24 @@ export class PubSub implements Behaviour {
     if (!(await this.#allowed(st, 'publish', f.topic, f.id))) return
     const key = f.id !== undefined ? `pub:${st.sessionId}:${String(f.id)}` : undefined
     if (key !== undefined) {
-      const prev = await this.#d.broker.claim(key, this.#o.dedupeTtl)
-      if (prev !== undefined) {
-        const seq = prev === 'pending' ? undefined : Number(prev)
+      let prev: string | undefined
+      try {
+        prev = await this.#d.broker.claim(key, this.#o.dedupeTtl)
+      } catch (err) {
+        this.#fail(st, f.op, f.id, 'UNAVAILABLE', `publish failed: ${(err as Error).message}`)
+        return
+      }
+      if (prev === 'pending') {
+        // An earlier attempt with this id is still running (or died with its node): the
+        // client retries, and gets that attempt's seq once it settles.
+        this.#fail(st, f.op, f.id, 'UNAVAILABLE', 'a publish with this id is still in progress')
+        return
+      }
+      if (prev === RELEASED) {
+        // An earlier attempt failed: this one publishes.
+        await this.#d.broker.settle(key, 'pending', this.#o.dedupeTtl).catch(() => {})
+      } else if (prev !== undefined) {
+        const seq = Number(prev)
         this.#send(
           st,
           frameText('ack', {
@@ -469,6 +532,10 @@ export class PubSub implements Behaviour {
     try {
       m = await this.#d.broker.publish(f.topic, from, data)
     } catch (err) {
+      // Let the retry publish. (If the reply was lost but the publish ran, the retry
+      // publishes it a second time: at least once, never silently dropped.)
+      if (key !== undefined)
+        void this.#d.broker.settle(key, RELEASED, this.#o.dedupeTtl).catch(() => {})
       this.#fail(st, f.op, f.id, 'UNAVAILABLE', `publish failed: ${(err as Error).message}`)
       return
     }
