@@ -5,11 +5,13 @@
  */
 import { strict as assert } from 'node:assert'
 import { describe, it } from 'node:test'
-import { RedisBroker } from '../src/broker/redis.js'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { BrokerUnavailableError, RedisBroker } from '../src/broker/redis.js'
 import type { BrokerHandler, BrokerLimits, TopicMessage } from '../src/broker/types.js'
 import { brokerContract } from './broker-contract.js'
 import { waitFor } from './helpers.js'
-import { deletePrefix, sharedRedis, uniquePrefix } from './redis-helpers.js'
+import { deletePrefix, privateRedis, sharedRedis, uniquePrefix } from './redis-helpers.js'
 
 brokerContract('redis', async (limits) => {
   const url = await sharedRedis()
@@ -20,6 +22,9 @@ brokerContract('redis', async (limits) => {
     cleanup: () => deletePrefix(url, prefix),
   }
 })
+
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
 
 const limits: BrokerLimits = { historySize: 1000, historyTtl: 60_000, historyTopics: 100 }
 
@@ -221,6 +226,97 @@ describe('redis broker', () => {
       assert.equal(a!.stats().queue, 0)
     } finally {
       await d.done()
+    }
+  })
+})
+
+describe('redis broker outages (a private redis-server)', () => {
+  it('Redis down: commands fail fast and are counted, state is reported, subscriptions come back', async () => {
+    const redis = await privateRedis()
+    const states: Array<[boolean, string]> = []
+    const mk = (id: string, h: BrokerHandler) => {
+      const b = new RedisBroker({ ...limits, url: redis.url, commandTimeout: 200 })
+      return b.start({ id }, h).then(() => b)
+    }
+    const got = collector()
+    const a = await mk('a', { ...collector(), state: (up, why) => states.push([up, why]) })
+    const b = await mk('b', got)
+    try {
+      await b.interest('back', true)
+      await a.publish('back', {}, '1')
+      await waitFor(() => got.messages.length === 1, 'first message')
+      await redis.stop()
+      await waitFor(() => !a.connected && states.length > 0, 'A sees the outage')
+      assert.equal(states[0]![0], false)
+      const t0 = Date.now()
+      await assert.rejects(
+        () => a.publish('back', {}, '2'),
+        (e: BrokerUnavailableError) => e instanceof BrokerUnavailableError && e.notExecuted,
+      )
+      assert.ok(Date.now() - t0 < 1500, 'within the command timeout, not forever')
+      assert.ok(a.stats().dropped >= 1, 'the refusal is counted')
+      await redis.start()
+      await waitFor(() => a.connected && b.connected, 'both reconnect', 10_000)
+      assert.deepEqual(states.at(-1), [true, 'reconnected'])
+      assert.ok(a.stats().reconnects >= 1)
+      // B resubscribed by itself.
+      await waitFor(
+        async () => {
+          await a.publish('back', {}, 'again')
+          return got.messages.some((m) => m.data === 'again')
+        },
+        'a message after the restart',
+        10_000,
+      )
+    } finally {
+      await a.stop()
+      await b.stop()
+      await redis.close()
+    }
+  })
+
+  it('Redis paused (CLIENT PAUSE 2000): the queue toward it is bounded, what it refuses is counted', async () => {
+    const redis = await privateRedis()
+    const b = new RedisBroker({ ...limits, url: redis.url, maxQueue: 200, replyTimeout: 10_000 })
+    await b.start({ id: 'p' }, collector())
+    try {
+      const c = await redis.client()
+      await b.publish('paused', {}, '0')
+      gc()
+      const heapBefore = process.memoryUsage().heapUsed
+      await c.sendCommand(['CLIENT', 'PAUSE', '2000', 'ALL'])
+      const tries: Array<Promise<'ok' | 'refused'>> = []
+      let maxQueue = 0
+      for (let i = 0; i < 2000; i++) {
+        // A distinct 50 kB payload each: holding them all would take 100 MB.
+        const data = JSON.stringify(`${i}:${'x'.repeat(50_000)}`)
+        tries.push(
+          b.publish('paused', {}, data).then(
+            () => 'ok' as const,
+            () => 'refused' as const,
+          ),
+        )
+        maxQueue = Math.max(maxQueue, b.stats().queue)
+        // Publishes come from separate socket reads in a server: let refusals settle.
+        if (i % 50 === 0) await new Promise((r) => setImmediate(r))
+      }
+      await new Promise((r) => setImmediate(r))
+      gc()
+      const held = process.memoryUsage().heapUsed - heapBefore
+      assert.ok(maxQueue <= 200, `at most 200 in flight (saw ${maxQueue})`)
+      // The bound keeps about 200 × 50 kB.
+      assert.ok(held < 30 * 1024 * 1024, `memory stays bounded (${held} bytes held)`)
+      const outcome = await Promise.all(tries)
+      const ok = outcome.filter((o) => o === 'ok').length
+      const refused = outcome.length - ok
+      assert.ok(ok > 0 && ok <= 200, `the queued ones went through after the pause (${ok})`)
+      assert.equal(b.stats().dropped, refused, 'every refusal counted')
+      assert.equal(b.stats().queue, 0)
+      const h = await b.history('paused', 0, 10_000)
+      assert.equal(h.last, ok + 1, 'seqs only for what was accepted')
+    } finally {
+      await b.stop()
+      await redis.close()
     }
   })
 })

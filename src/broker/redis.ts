@@ -114,6 +114,8 @@ export class RedisBroker implements Broker {
   #sub: Client | undefined
   #connected = false
   #stopped = false
+  /** start() finished: connection changes are reported from now on. */
+  #running = false
   #heartbeat: NodeJS.Timeout | undefined
   /** Exact topics this node has interest in. */
   #exact = new Set<string>()
@@ -220,6 +222,8 @@ export class RedisBroker implements Broker {
     }
     this.#heartbeat = setInterval(() => void this.#beat(), Math.max(100, this.#o.nodeTtl / 3))
     this.#heartbeat.unref()
+    this.#connected = true
+    this.#running = true
   }
 
   /** Leave cleanly: drop this node's entries, unsubscribe, close. */
@@ -272,6 +276,8 @@ export class RedisBroker implements Broker {
     const up = !this.#stopped && this.#cmd?.isReady === true && this.#sub?.isReady === true
     if (up === this.#connected) return
     this.#connected = up
+    // The first connection is start()'s business, not a state change.
+    if (!this.#running) return
     try {
       this.#handler?.state?.(up, up ? 'reconnected' : this.#lastError || 'connection lost')
     } catch {}

@@ -106,8 +106,12 @@ interface TopicSeq {
   last: number
   pending: Map<number, TopicMessage> | undefined
   timer: NodeJS.Timeout | undefined
+  /** History reads that failed in a row while filling a hole. */
+  failures?: number
 }
 
+/** Attempts to read a hole from history while the broker cannot answer (about 20 s in all). */
+const HISTORY_RETRIES = 12
 /** The idempotency value of a publish attempt that failed: the next attempt publishes. */
 const RELEASED = 'released'
 /** Ops a client may have queued before it is told to slow down. */
@@ -849,8 +853,12 @@ export class PubSub implements Behaviour {
     if (t === undefined || t.epoch !== m.epoch) {
       if (!this.#index.has(m.topic)) return 0
       if (t?.timer) clearTimeout(t.timer)
-      t = { epoch: m.epoch, last: m.seq - 1, pending: undefined, timer: undefined }
+      const restarted = t !== undefined
+      // A topic this node was delivering started over (its history was lost, e.g. the
+      // broker's backend restarted empty): say so, and deliver the new epoch from its start.
+      t = { epoch: m.epoch, last: restarted ? 0 : m.seq - 1, pending: undefined, timer: undefined }
       this.#trackSeq(m.topic, t)
+      if (restarted) this.#deliverGap({ topic: m.topic, reason: 'epoch', epoch: m.epoch })
     }
     if (m.seq <= t.last) return 0
     if (m.seq > t.last + 1) {
@@ -884,15 +892,34 @@ export class PubSub implements Behaviour {
     const t = this.#seq.get(topic)
     if (t === undefined || t.pending === undefined) return
     t.timer = undefined
+    let reason: Gap['reason'] = 'lost'
     try {
       const h = await this.#d.broker.history(topic, t.last, this.#o.replayLimit)
       for (const m of h.messages) if (m.epoch === t.epoch) this.#ingest(m)
-    } catch {}
+      t.failures = 0
+    } catch {
+      // The broker cannot read history now (its backend is reconnecting): ask again a little
+      // later, a few times, before calling the hole unavailable.
+      const cur = this.#seq.get(topic)
+      if (cur === t && t.pending !== undefined && t.pending.size > 0 && t.timer === undefined) {
+        t.failures = (t.failures ?? 0) + 1
+        if (t.failures <= HISTORY_RETRIES) {
+          t.timer = setTimeout(
+            () => void this.#fillHole(topic),
+            Math.min(2000, this.#o.reorderWait * 2 ** t.failures),
+          )
+          t.timer.unref()
+          return
+        }
+      }
+      reason = 'unavailable'
+    }
     const cur = this.#seq.get(topic)
     if (cur !== t || t.pending === undefined || t.pending.size === 0) return
-    // History does not have it either: announce the hole and move on.
+    // History does not have it either (or cannot be read): announce the hole and move on.
+    t.failures = 0
     const next = Math.min(...t.pending.keys())
-    this.#deliverGap({ topic, reason: 'lost', epoch: t.epoch, from: t.last + 1, to: next - 1 })
+    this.#deliverGap({ topic, reason, epoch: t.epoch, from: t.last + 1, to: next - 1 })
     t.last = next - 1
     const first = t.pending.get(next)!
     t.pending.delete(next)
