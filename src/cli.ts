@@ -4,6 +4,7 @@
  * 1 (runtime failure), 2 (bad usage).
  */
 import { configFrom, helpText, version } from './cli-args.js'
+import { isWorker, runPrimary, workerCount, workerReady, workerSetup } from './cluster.js'
 import { type Config, ConfigError } from './config.js'
 import { createServer, type WirelogServer } from './server.js'
 
@@ -31,37 +32,57 @@ async function main(argv: readonly string[] = process.argv.slice(2)): Promise<vo
     throw err
   }
 
-  const server = createServer(config)
-  try {
-    const addr = await server.listen()
-    const where = server.activityLog?.path ? `, logging to ${server.activityLog.path}` : ''
-    process.stderr.write(
-      `wirelog ${version()} listening on ws://${config.host}:${addr.port}${where}\n`,
+  const workers = workerCount(config.workers)
+  if (workers > 1 && !isWorker()) {
+    process.exitCode = await runPrimary(config, workers, (line) =>
+      process.stderr.write(`wirelog ${version()} ${line}\n`),
     )
+    return
+  }
+  const { options, deps } = isWorker() ? workerSetup(config) : { options: config, deps: {} }
+  const server = createServer(options, deps)
+  let port: number
+  try {
+    port = (await server.listen()).port
   } catch (err) {
     process.stderr.write(`wirelog: cannot start: ${(err as Error).message}\n`)
     process.exitCode = 1
+    // A worker's IPC channel would keep it alive.
+    if (isWorker()) process.disconnect?.()
     return
   }
-  installSignals(server)
+  const stop = installSignals(server)
+  if (isWorker()) {
+    workerReady(port, server.activityLog?.path, {
+      shutdown: stop,
+      reopen: () => server.activityLog?.reopen(),
+    })
+    return
+  }
+  const where = server.activityLog?.path ? `, logging to ${server.activityLog.path}` : ''
+  process.stderr.write(`wirelog ${version()} listening on ws://${config.host}:${port}${where}\n`)
 }
 
-function installSignals(server: WirelogServer): void {
+function installSignals(server: WirelogServer): (reason: string) => void {
   let stopping = false
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      // A second signal while draining: leave now, but not before the log is on disk.
-      server.activityLog?.flushSync()
-      process.exit(1)
-    }
+  const shutdown = (reason: string): void => {
+    if (stopping) return
     stopping = true
-    server.close(signal).then(
+    server.close(reason).then(
       () => process.exit(0),
       (err: unknown) => {
         process.stderr.write(`wirelog: error during shutdown: ${String(err)}\n`)
         process.exit(1)
       },
     )
+  }
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      // A second signal while draining: leave now, but not before the log is on disk.
+      server.activityLog?.flushSync()
+      process.exit(1)
+    }
+    shutdown(signal)
   }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
@@ -75,6 +96,7 @@ function installSignals(server: WirelogServer): void {
   }
   process.on('uncaughtException', fatal)
   process.on('unhandledRejection', fatal)
+  return shutdown
 }
 
 main().catch((err: unknown) => {
