@@ -291,7 +291,12 @@ export function portPair(): [Port, Port] {
   const a = make()
   const b = make()
   // Asynchronous like real IPC, and a copy like structured clone.
-  a.port.send = (m) => setImmediate(() => b.listeners.forEach((l) => l(structuredClone(m))))
-  b.port.send = (m) => setImmediate(() => a.listeners.forEach((l) => l(structuredClone(m))))
+  const deliver = (to: Set<L>, m: unknown): void => {
+    setImmediate(() => {
+      for (const l of to) l(structuredClone(m))
+    })
+  }
+  a.port.send = (m) => deliver(b.listeners, m)
+  b.port.send = (m) => deliver(a.listeners, m)
   return [a.port, b.port]
 }
