@@ -78,6 +78,7 @@ export {
   type WsEventName,
   type WsEvents,
 } from './events.js'
+export type { ForwardStats } from './forward.js'
 export type {
   RouteAccess,
   RouteContext,

@@ -321,7 +321,10 @@ export class RedisBroker implements Broker {
       (this.#errors !== undefined && e instanceof this.#errors.timeout) ||
       /queue is full|offline|client is closed/i.test(msg)
     if (notSent) this.#stats.dropped++
-    return new BrokerUnavailableError(`Redis unavailable: ${msg}`, notSent)
+    return new BrokerUnavailableError(
+      `Redis unavailable (${notSent ? 'not sent' : 'reply lost'}: ${msg})`,
+      notSent,
+    )
   }
 
   async #script<T>(s: Script, keys: string[], args: string[]): Promise<T> {

@@ -72,6 +72,16 @@ export interface ActivityLogStats {
   rotations: number
 }
 
+/**
+ * Hands every line of a log to someone else (the event forwarders run a json log with no
+ * file whose lines go to them). `filter` (namespace, name) skips events before any line is
+ * built.
+ */
+export interface ActivityLogTap {
+  line(line: string): void
+  filter?(ns: string, name: string): boolean
+}
+
 /** Fields of a line written by user code. */
 export type LogFields = Readonly<Record<string, unknown>>
 
@@ -117,7 +127,15 @@ export class ActivityLog implements Recorder {
   #rotations = 0
   #report: (msg: string) => void
 
-  constructor(cfg: Config['log'], report: (msg: string) => void = defaultReport) {
+  /** Gets every line (after the sinks); see `ActivityLogTap`. */
+  #tap: ActivityLogTap | undefined
+
+  constructor(
+    cfg: Config['log'],
+    report: (msg: string) => void = defaultReport,
+    tap?: ActivityLogTap,
+  ) {
+    this.#tap = tap
     this.#cfg = cfg
     this.#b = createBuilder(cfg.format)
     this.#minLevel = LEVELS[cfg.level]
@@ -238,6 +256,7 @@ export class ActivityLog implements Recorder {
   /** Recorder: whether `ns:name` would be written. */
   wants(ns: string, name: string): boolean {
     if (this.#closed) return false
+    if (this.#tap?.filter && !this.#tap.filter(ns, name)) return false
     const level = ns === 'ws' ? EVENT_LEVEL[name as WsEventName] : LEVELS.info
     return level !== undefined && level >= this.#minLevel
   }
@@ -245,6 +264,7 @@ export class ActivityLog implements Recorder {
   /** Recorder: format and write one event. */
   record(ns: string, name: string, payload: unknown): void {
     if (this.#closed) return
+    if (this.#tap?.filter && !this.#tap.filter(ns, name)) return
     const b = this.#b
     let line: string
     if (ns === 'ws') {
@@ -276,6 +296,7 @@ export class ActivityLog implements Recorder {
     }
     this.#lines++
     for (let i = 0; i < this.#sinks.length; i++) this.#sinks[i]!.write(line)
+    if (this.#tap !== undefined) this.#tap.line(line)
   }
 
   #emit<K extends 'log.error' | 'log.dropped' | 'log.rotated'>(
@@ -565,6 +586,7 @@ export class ActivityLog implements Recorder {
 
   #userLine(level: number, source: string, msg: string, fields: LogFields | undefined): void {
     if (this.#closed || level < this.#minLevel) return
+    if (this.#tap?.filter && !this.#tap.filter(source, 'log')) return
     const b = this.#b
     const max = Math.max(this.#cfg.preview, 16)
     const text = typeof msg === 'string' ? msg : String(msg)
