@@ -201,7 +201,6 @@ async function pubsubRun(
   const pubs = await Promise.all(
     Array.from({ length: PUBLISHERS }, () => open(pubUrl, 'wirelog.v1')),
   )
-  const pub = pubs[0]!
   const N = QUICK ? 10_000 : 50_000
   const cpu0 = cpuOf(procs.flatMap((p) => p.pids()))
   const r0 = redisPid ? cpuTicks(redisPid) : 0
@@ -228,7 +227,7 @@ async function pubsubRun(
   while (performance.now() - start < dur * 1000) {
     const due = Math.floor(((performance.now() - start) / 1000) * rate)
     for (; k < due; k++)
-      pub.send(`{"op":"publish","topic":"${topic}","data":${performance.now().toFixed(3)}}`)
+      pubs[k % PUBLISHERS]!.send(`{"op":"publish","topic":"${topic}","data":${performance.now().toFixed(3)}}`)
     await sleep(1)
   }
   const want = got + 0
