@@ -6,7 +6,14 @@
  */
 import { strict as assert } from 'node:assert'
 import { after, before, describe, it } from 'node:test'
-import { connect, type Gap, type WirelogClient } from '../src/client/index.js'
+import { WebSocket } from 'ws'
+import {
+  connect,
+  type Gap,
+  type WebSocketConstructor,
+  type WebSocketLike,
+  type WirelogClient,
+} from '../src/client/index.js'
 import { tempDir, waitFor } from './helpers.js'
 import { type Node, startNode, tokensFile } from './multinode-helpers.js'
 import {
@@ -19,6 +26,41 @@ import {
 import { v1 } from './v1.js'
 
 const fast = { reconnect: { initialDelay: 20, maxDelay: 200 } } as const
+
+/** A WebSocket constructor whose connections after the first wait for `gate`. */
+function gatedWebSocket(gate: Promise<void>): WebSocketConstructor {
+  let n = 0
+  return function Gated(url: string, protocols?: string | string[]) {
+    if (n++ === 0) return new WebSocket(url, protocols)
+    let ws: WebSocket | undefined
+    const late: WebSocketLike & { readyState: number; protocol: string } = {
+      readyState: 0,
+      protocol: '',
+      onopen: null,
+      onmessage: null,
+      onclose: null,
+      onerror: null,
+      send: (d) => ws?.send(d),
+      close: (code, reason) => ws?.close(code, reason),
+    }
+    void gate.then(() => {
+      const w = new WebSocket(url, protocols)
+      ws = w
+      w.onopen = (e) => {
+        late.readyState = 1
+        late.protocol = w.protocol
+        late.onopen?.(e)
+      }
+      w.onmessage = (e) => late.onmessage?.(e)
+      w.onclose = (e) => {
+        late.readyState = 3
+        late.onclose?.(e)
+      }
+      w.onerror = (e) => late.onerror?.(e)
+    })
+    return late
+  } as unknown as WebSocketConstructor
+}
 
 /** Publish 1…n on `topic` with at most `window` in flight; resolves with the outcomes. */
 async function publishAll(
@@ -174,7 +216,12 @@ describe('many nodes on one Redis', () => {
     nodes.push(a!, b!)
     const seqs: number[] = []
     const gaps: Gap[] = []
-    const sub = connect([a!.url, b!.url], { reconnect: { initialDelay: 300, maxDelay: 300 } })
+    // The reconnect waits until the test lets it (a gated WebSocket), whatever the load.
+    let open!: () => void
+    const gate = new Promise<void>((r) => {
+      open = r
+    })
+    const sub = connect([a!.url, b!.url], { ...fast, WebSocket: gatedWebSocket(gate) })
     sub.on('gap', (g) => gaps.push(g))
     const pub = connect(b!.url, fast)
     try {
@@ -183,8 +230,9 @@ describe('many nodes on one Redis', () => {
       for (let i = 1; i <= 10; i++) await pub.publish('short', i)
       await waitFor(() => seqs.length === 10, 'ten messages')
       await a!.kill()
-      // While the client is away (it waits 150–300 ms), 100 more: history keeps the last 20.
+      // While the client is away, 100 more: history keeps the last 20.
       for (let i = 11; i <= 110; i++) await pub.publish('short', i)
+      open()
       await waitFor(() => seqs.length === 30, 'the replay of what history kept', 10_000)
       assert.equal(gaps.length, 1)
       assert.deepEqual([gaps[0]!.reason, gaps[0]!.from, gaps[0]!.to], ['history', 11, 90])
@@ -217,7 +265,14 @@ describe('Redis going away under load (a private redis-server)', () => {
     refusals: boolean,
   ): Promise<void> {
     const prefix = uniquePrefix(name)
-    const args = ['--redis-command-timeout', '300', '--redis-node-ttl', '3000']
+    const args = [
+      '--redis-command-timeout',
+      '300',
+      '--redis-node-ttl',
+      '3000',
+      '--history-size',
+      '5000',
+    ]
     const [a, b] = await Promise.all(['a', 'b'].map((n) => startNode(n, redis.url, prefix, args)))
     nodes.push(a!, b!)
     const got = new Map<number, number>()

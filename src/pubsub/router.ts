@@ -210,8 +210,12 @@ export class PubSub implements Behaviour {
     const t = this.#seq.get(topic)
     if (t === undefined) return
     try {
-      const h = await this.#d.broker.history(topic, t.last, this.#o.replayLimit)
-      if (this.#seq.get(topic) !== t || h.epoch !== t.epoch) return
+      let h = await this.#d.broker.history(topic, t.last, this.#o.replayLimit)
+      if (this.#seq.get(topic) !== t) return
+      // The topic started over while this node was away (the backend restarted empty):
+      // deliver the new epoch from its start (the first message announces the epoch).
+      if (h.epoch !== t.epoch && h.epoch !== '')
+        h = await this.#d.broker.history(topic, 0, this.#o.replayLimit)
       for (const m of h.messages) this.#ingest(m)
     } catch {}
   }
