@@ -227,7 +227,9 @@ async function pubsubRun(
   while (performance.now() - start < dur * 1000) {
     const due = Math.floor(((performance.now() - start) / 1000) * rate)
     for (; k < due; k++)
-      pubs[k % PUBLISHERS]!.send(`{"op":"publish","topic":"${topic}","data":${performance.now().toFixed(3)}}`)
+      pubs[k % PUBLISHERS]!.send(
+        `{"op":"publish","topic":"${topic}","data":${performance.now().toFixed(3)}}`,
+      )
     await sleep(1)
   }
   const want = got + 0
