@@ -371,10 +371,24 @@ async function main(): Promise<void> {
     await stopNode(b)
   } finally {
     try {
-      execFileSync('sh', [
-        '-c',
-        `redis-cli -u '${r.url}' --scan --pattern '${prefix}*' | xargs -r redis-cli -u '${r.url}' del >/dev/null`,
-      ])
+      const { createClient } = await import('@redis/client')
+      const c = createClient({ url: r.url })
+      c.on('error', () => {})
+      await c.connect()
+      let cursor = '0'
+      do {
+        const [next, keys] = (await c.sendCommand([
+          'SCAN',
+          cursor,
+          'MATCH',
+          `${prefix}*`,
+          'COUNT',
+          '1000',
+        ])) as [string, string[]]
+        cursor = next
+        if (keys.length > 0) await c.sendCommand(['DEL', ...keys])
+      } while (cursor !== '0')
+      c.destroy()
     } catch {}
     r.stop()
   }

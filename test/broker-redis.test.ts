@@ -214,6 +214,24 @@ describe('redis broker', () => {
     }
   })
 
+  it('a node that stops cleanly takes its entries with it at once', async () => {
+    const d = await nodes(2)
+    try {
+      const [a, b] = d.brokers
+      await b!.presenceAdd('leave', { client: 'cb', node: 'n1', since: 1 })
+      await b!.registryAdd({ client: 'cb', user: 'bob', node: 'n1' })
+      await b!.stop()
+      assert.deepEqual(await a!.presence('leave'), [])
+      assert.equal(await a!.locate({ user: 'bob' }), 0)
+      const c = await (await import('@redis/client')).createClient({ url: d.url }).connect()
+      assert.equal(await c.zScore(`${d.prefix}nodes`, 'n1'), null)
+      assert.equal(await c.exists([`${d.prefix}c:cb`, `${d.prefix}node:n1`]), 0)
+      c.destroy()
+    } finally {
+      await d.done()
+    }
+  })
+
   it('counts what it publishes and receives', async () => {
     const d = await nodes(2)
     try {

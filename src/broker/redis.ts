@@ -116,6 +116,8 @@ export class RedisBroker implements Broker {
   #stopped = false
   /** start() finished: connection changes are reported from now on. */
   #running = false
+  /** stop() is dropping this node's entries. */
+  #leaving = false
   #heartbeat: NodeJS.Timeout | undefined
   /** Exact topics this node has interest in. */
   #exact = new Set<string>()
@@ -228,8 +230,9 @@ export class RedisBroker implements Broker {
 
   /** Leave cleanly: drop this node's entries, unsubscribe, close. */
   async stop(): Promise<void> {
-    if (this.#stopped || this.#cmd === undefined) return
-    this.#stopped = true
+    if (this.#stopped || this.#leaving || this.#cmd === undefined) return
+    this.#leaving = true
+    this.#running = false
     if (this.#heartbeat) clearInterval(this.#heartbeat)
     const cmd = this.#cmd
     const sub = this.#sub!
@@ -242,6 +245,7 @@ export class RedisBroker implements Broker {
         ...[...this.#patterns.keys()].map((p) => `${this.#self()} ${p}`),
       ]).catch(() => {})
     }
+    this.#stopped = true
     this.#connected = false
     await Promise.allSettled([closeClient(sub), closeClient(cmd)])
   }
@@ -339,7 +343,7 @@ export class RedisBroker implements Broker {
   }
 
   async #beat(): Promise<void> {
-    if (this.#stopped || this.#node === undefined) return
+    if (this.#stopped || this.#leaving || this.#node === undefined) return
     try {
       const existed = await this.#script<number>(
         SCRIPTS.heartbeat,
