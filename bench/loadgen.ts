@@ -1,21 +1,29 @@
 /**
- * Load generator (a child process of run.ts): `ws` clients (with bufferutil, as installed)
- * against 127.0.0.x only, driven by JSON commands on stdin and reporting JSON on stdout.
- * One process serves every phase of a session (starting node costs more than a phase's
- * warm-up), one phase at a time:
+ * Load generator (a child process of run.ts) against 127.0.0.x only, driven by JSON commands
+ * on stdin and reporting JSON on stdout. One process serves every phase of a session
+ * (starting node costs more than a phase's warm-up), one phase at a time, with one of two
+ * clients:
  *
+ * - `ws`, the realistic client: the `ws` package's WebSocket (with bufferutil, as installed),
+ *   as an application would use it; it costs more CPU per message than the servers do, so
+ *   in closed loop it is usually the generator, not the server, that saturates;
+ * - `frames`: raw sockets and pre-masked frames (frames-client.ts), cheap enough to saturate
+ *   the server from one core.
+ *
+ * Phases:
  * - closed loop: every connection keeps `pipeline` messages in flight; each verified echo
  *   sends the next one;
- * - open loop: `rate` messages per second in total, whatever the server does, with each
- *   round trip timed from the moment its message was handed to the socket;
- * - idle: open `connections` connections and hold them.
+ * - open loop: `rate` messages per second in total, whatever the server does, each round
+ *   trip timed from its message's scheduled send time;
+ * - idle (ws client): open `connections` connections and hold them.
  *
- * Every echo is checked (see payload.ts). Bounded: the process ends itself after
- * `hardLimitMs`, or when its stdin closes (the orchestrator is done or died).
+ * Every echo is checked byte for byte. Bounded: the process ends itself after `hardLimitMs`,
+ * or when its stdin closes (the orchestrator is done or died).
  */
 import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { WebSocket } from 'ws'
+import { FramesPhase } from './frames-client.js'
 import { Payload } from './payload.js'
 import type {
   LoadgenCommand,
@@ -110,7 +118,8 @@ function cork(c: Conn): void {
   process.nextTick(uncork, c)
 }
 
-class Phase {
+/** A phase with the `ws` client. */
+class WsPhase {
   readonly p: PhaseConfig
   readonly conns: Conn[] = []
   readonly result: LoadgenResult = {
@@ -269,18 +278,19 @@ class Phase {
     let scheduled = 0
     let rr = 0
     // Every ~1 ms, send whatever the schedule says is due by now (a timer is as fine-grained
-    // as Node gets without spinning a core).
+    // as Node gets without spinning a core). Each round trip is timed from its message's
+    // scheduled time, so the timer's lateness counts as latency instead of being omitted.
     const tick = (): void => {
       if (!this.running) return
       const now = performance.now()
-      const due = Math.floor((now - t0) * perMs)
+      const due = Math.floor((now - t0) * perMs) + 1
       if (due > scheduled) {
-        const lag = now - (t0 + (scheduled + 1) / perMs)
+        const lag = now - (t0 + scheduled / perMs)
         if (lag > this.result.maxScheduleLagMs) this.result.maxScheduleLagMs = lag
       }
       for (; scheduled < due; scheduled++) {
         const c = this.conns[rr++ % this.conns.length]!
-        if (!c.pushTime(performance.now())) {
+        if (!c.pushTime(t0 + scheduled / perMs)) {
           this.error('open loop: the server is hopelessly behind; stopped sending')
           this.running = false
           return
@@ -352,14 +362,25 @@ setTimeout(
   cfg.hardLimitMs,
 ).unref()
 
-let phase: Phase | undefined
+interface AnyPhase {
+  readonly stopping: boolean
+  connect(): Promise<void>
+  start(): void
+  mark(): void
+  stop(): Promise<void>
+}
+
+let phase: AnyPhase | undefined
 createInterface({ input: process.stdin })
   .on('line', (line) => {
     const c = JSON.parse(line) as LoadgenCommand
     if (c.cmd === 'connect') {
       if (phase && !phase.stopping) fatal(new Error('connect: the previous phase was not stopped'))
       try {
-        phase = new Phase(c.phase)
+        phase =
+          c.phase.client === 'frames'
+            ? new FramesPhase(c.phase, cfg.index, report)
+            : new WsPhase(c.phase)
       } catch (err) {
         fatal(err)
       }

@@ -1,16 +1,24 @@
 /**
  * The measurements, each against one running server process: closed-loop throughput (with
- * server CPU per message), open-loop latency at a fixed rate, and idle connections (RSS per
+ * server CPU per message), open-loop latency at fixed rates, and idle connections (RSS per
  * connection, accept rate). Load comes from separate generator processes; the server's CPU
  * and memory are read from /proc around the measurement window.
+ *
+ * wirelog runs as users run it: the real CLI (`node dist/cli.js` and flags), with its defaults
+ * (heartbeat, connection caps, outbound limits) but for the bind address, port and log
+ * location. The reference servers (raw ws, raw ws corked, uWebSockets.js) run in server.ts.
  */
 import { execFileSync } from 'node:child_process'
-import { rmSync } from 'node:fs'
+import { createReadStream, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { get } from 'node:http'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Child, cpuSeconds, rssBytes } from './proc.js'
+import { pathToFileURL } from 'node:url'
+import { Child, cpuSeconds, rssBytes, scriptArgs } from './proc.js'
 import type {
+  ClientKind,
   ConnectReport,
   LoadgenConfig,
   LoadgenReport,
@@ -27,6 +35,8 @@ import type { Percentiles } from './stats.js'
 export interface Placement {
   /** Directory of the compiled bench scripts. */
   dir: string
+  /** The wirelog CLI (dist/cli.js). */
+  cli: string
   /** CPU for the server (undefined: not pinned). */
   serverCpu: number | undefined
   /** CPUs for generators, used round-robin (empty: not pinned). */
@@ -37,6 +47,10 @@ export interface Placement {
 
 const START_TIMEOUT_MS = 15_000
 const SETTLE_TIMEOUT_MS = 60_000
+const CLOSE_TIMEOUT_MS = 120_000
+const LOG_FILE = 'activity.log'
+/** wirelog's banner on stderr once it listens (src/cli.ts). */
+const BANNER = /^wirelog \S+ listening on ws:\/\/\S+?:(\d+)/
 
 const serverDirs = new Set<string>()
 
@@ -46,39 +60,57 @@ export function removeServerDirs(): void {
   serverDirs.clear()
 }
 
-/** One server process under test. */
-export class ServerProcess {
+/** One server process under test, whichever kind. */
+export interface ServerUnderTest {
   readonly child: Child<ServerReport>
   readonly port: number
-  readonly #dir: string
+  readonly pid: number
+  readonly url: string
+  /** Full GC, then the RSS from /proc. */
+  gcRss(): Promise<{ rss: number; heapUsed: number }>
+  /** Wait until the server counts `n` open connections. */
+  waitClients(n: number, timeoutMs?: number): Promise<number>
+  /** Shut it down; for wirelog, how it exited and what its log holds. */
+  close(): Promise<LogReport | null>
+  /** Kill it (if still running) and remove what it left. */
+  kill(): void
+}
 
-  private constructor(child: Child<ServerReport>, port: number, dir: string) {
+export interface StartOptions {
+  name: string
+  config: ServerConfig
+  place: Placement
+  nofile: number
+  /** More node flags (e.g. --cpu-prof). */
+  nodeFlags?: string[]
+}
+
+export function startServer(o: StartOptions): Promise<ServerUnderTest> {
+  return o.config.kind === 'wirelog' ? WirelogProcess.start(o) : ReferenceServer.start(o)
+}
+
+/** A reference server (server.ts), driven over its stdin. */
+class ReferenceServer implements ServerUnderTest {
+  readonly child: Child<ServerReport>
+  readonly port: number
+
+  private constructor(child: Child<ServerReport>, port: number) {
     this.child = child
     this.port = port
-    this.#dir = dir
-    serverDirs.add(dir)
   }
 
-  /** `extraFlags`: more node flags (e.g. --cpu-prof). */
-  static async start(
-    name: string,
-    config: ServerConfig,
-    place: Placement,
-    nofile: number,
-    extraFlags: string[] = [],
-  ): Promise<ServerProcess> {
+  static async start(o: StartOptions): Promise<ReferenceServer> {
     const child = new Child<ServerReport>({
-      name: `server ${name}`,
-      script: join(place.dir, 'server.js'),
-      config,
-      cpu: place.serverCpu,
-      nofile,
+      name: `server ${o.name}`,
+      args: scriptArgs(join(o.place.dir, 'server.js'), o.config),
+      cpu: o.place.serverCpu,
+      nofile: o.nofile,
       // --expose-gc: RSS is read after a forced GC, so garbage does not pass for connection state.
-      nodeFlags: ['--expose-gc', ...extraFlags],
+      nodeFlags: ['--expose-gc', ...(o.nodeFlags ?? [])],
     })
     try {
       const ready = await child.next('ready', START_TIMEOUT_MS)
-      return new ServerProcess(child, ready.port, ready.dir)
+      return new ReferenceServer(child, ready.port)
     } catch (err) {
       child.kill()
       throw err
@@ -93,14 +125,13 @@ export class ServerProcess {
     return `ws://127.0.0.1:${this.port}`
   }
 
-  /** Full GC, then the RSS from /proc. */
   async gcRss(): Promise<{ rss: number; heapUsed: number }> {
     this.child.send({ cmd: 'gc' })
     const r = await this.child.next('gc', START_TIMEOUT_MS)
     return { rss: rssBytes(this.pid), heapUsed: r.heapUsed }
   }
 
-  /** Wait (on the server's own connect/disconnect events) until it counts `n` connections. */
+  /** Waits on the server's own connect/disconnect events. */
   async waitClients(n: number, timeoutMs = SETTLE_TIMEOUT_MS): Promise<number> {
     this.child.send({ cmd: 'waitClients', n, timeoutMs })
     const r = await this.child.next('clients', timeoutMs + START_TIMEOUT_MS)
@@ -109,20 +140,168 @@ export class ServerProcess {
     return r.n
   }
 
-  /** Kill it (if still running) and remove its temp dir (it does so itself unless it crashed). */
+  async close(): Promise<LogReport | null> {
+    this.child.send({ cmd: 'close' })
+    await this.child.next('closed', CLOSE_TIMEOUT_MS)
+    await this.child.stop()
+    return null
+  }
+
   kill(): void {
     this.child.kill()
+  }
+}
+
+/**
+ * wirelog, the real CLI, with hook.ts preloaded (a forced GC on SIGUSR2, an end of its own).
+ * Its port comes from its listening banner, its connection count from GET /health, and its
+ * shutdown is SIGTERM, after which its log (in a temp dir) is counted and removed.
+ */
+class WirelogProcess implements ServerUnderTest {
+  readonly child: Child<ServerReport>
+  readonly port: number
+  readonly #dir: string
+
+  private constructor(child: Child<ServerReport>, port: number, dir: string) {
+    this.child = child
+    this.port = port
+    this.#dir = dir
+  }
+
+  static async start(o: StartOptions): Promise<WirelogProcess> {
+    const c = o.config
+    const dir = mkdtempSync(join(tmpdir(), 'wirelog-bench-'))
+    serverDirs.add(dir)
+    const flags = ['--host', '127.0.0.1', '--port', '0', '--log-dir', dir, '--log-file', LOG_FILE]
+    flags.push('--log-format', c.format)
+    if (!c.logging) flags.push('--no-log')
+    if (c.sync) flags.push('--log-sync')
+    if (c.heartbeat !== undefined) flags.push('--timeout', String(c.heartbeat))
+    flags.push(...(c.extraFlags ?? []))
+    // The CLI's own defaults, not whatever WIRELOG_* this shell happens to set.
+    const env: NodeJS.ProcessEnv = {}
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('WIRELOG_')) env[k] = v
+    env.BENCH_LIFETIME_MS = String(c.maxLifetimeMs)
+    const child = new Child<ServerReport>({
+      name: `server ${o.name}`,
+      args: [o.place.cli, ...flags],
+      cpu: o.place.serverCpu,
+      nofile: o.nofile,
+      nodeFlags: [
+        '--expose-gc',
+        '--import',
+        pathToFileURL(join(o.place.dir, 'hook.js')).href,
+        ...(o.nodeFlags ?? []),
+      ],
+      env,
+    })
+    try {
+      const m = await child.stderrMatch(BANNER, START_TIMEOUT_MS)
+      return new WirelogProcess(child, Number(m[1]), dir)
+    } catch (err) {
+      child.kill()
+      rmSync(dir, { recursive: true, force: true })
+      serverDirs.delete(dir)
+      throw err
+    }
+  }
+
+  get pid(): number {
+    return this.child.pid
+  }
+
+  get url(): string {
+    return `ws://127.0.0.1:${this.port}`
+  }
+
+  async gcRss(): Promise<{ rss: number; heapUsed: number }> {
+    this.child.signal('SIGUSR2')
+    const r = await this.child.next('gc', START_TIMEOUT_MS)
+    return { rss: rssBytes(this.pid), heapUsed: r.heapUsed }
+  }
+
+  /** Polls GET /health (wirelog's own count of open connections). */
+  async waitClients(n: number, timeoutMs = SETTLE_TIMEOUT_MS): Promise<number> {
+    const deadline = performance.now() + timeoutMs
+    for (;;) {
+      const got = await this.#clients()
+      if (got === n) return n
+      if (performance.now() > deadline)
+        throw new Error(`server counted ${got} connections, expected ${n}, after ${timeoutMs} ms`)
+      await sleep(got > n ? 10 : 25)
+    }
+  }
+
+  #clients(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const req = get(
+        { host: '127.0.0.1', port: this.port, path: '/health', agent: false, timeout: 10_000 },
+        (res) => {
+          let body = ''
+          res.setEncoding('utf8')
+          res.on('data', (d: string) => {
+            body += d
+          })
+          res.on('end', () => {
+            try {
+              resolve((JSON.parse(body) as { clients: number }).clients)
+            } catch {
+              reject(
+                new Error(`GET /health: ${res.statusCode} ${JSON.stringify(body.slice(0, 200))}`),
+              )
+            }
+          })
+        },
+      )
+      req.on('timeout', () => req.destroy(new Error('GET /health timed out')))
+      req.on('error', reject)
+    })
+  }
+
+  async close(): Promise<LogReport> {
+    this.child.signal('SIGTERM')
+    const exit = await Promise.race([
+      this.child.exited,
+      sleep(CLOSE_TIMEOUT_MS, null, { ref: false }),
+    ])
+    if (exit === null) {
+      this.child.kill()
+      throw new Error(`wirelog did not exit within ${CLOSE_TIMEOUT_MS} ms of SIGTERM`)
+    }
+    let fileLines = 0
+    let fileBytes = 0
+    for (const f of readdirSync(this.#dir).filter((x) => x.startsWith(LOG_FILE))) {
+      fileLines += await countLines(join(this.#dir, f))
+      fileBytes += statSync(join(this.#dir, f)).size
+    }
+    this.#removeDir()
+    return {
+      exitCode: exit,
+      fileLines,
+      fileBytes,
+      stderr: this.child.stderrLines.filter((l) => !BANNER.test(l)),
+    }
+  }
+
+  kill(): void {
+    this.child.kill()
+    this.#removeDir()
+  }
+
+  #removeDir(): void {
     rmSync(this.#dir, { recursive: true, force: true })
     serverDirs.delete(this.#dir)
   }
+}
 
-  /** Close (flushing its log) and report the log's line counts. */
-  async close(): Promise<LogReport | null> {
-    this.child.send({ cmd: 'close' })
-    const r = await this.child.next('closed', 120_000)
-    await this.child.stop()
-    return r.log
+/** Newlines in a file, streamed (a saturated run writes hundreds of MB). */
+async function countLines(path: string): Promise<number> {
+  let n = 0
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    const buf = chunk as Buffer
+    for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) n++
   }
+  return n
 }
 
 /** Load generator processes, started once per session and reused for every phase. */
@@ -145,8 +324,10 @@ export class Generators {
       (_x, i) =>
         new Child<LoadgenReport>({
           name: `loadgen ${i + 1}`,
-          script: join(place.dir, 'loadgen.js'),
-          config: { index: i, hardLimitMs } satisfies LoadgenConfig,
+          args: scriptArgs(join(place.dir, 'loadgen.js'), {
+            index: i,
+            hardLimitMs,
+          } satisfies LoadgenConfig),
           cpu:
             place.generatorCpus.length > 0
               ? place.generatorCpus[i % place.generatorCpus.length]
@@ -198,9 +379,9 @@ export class Generators {
  * if either fails, the other is not left running.
  */
 export async function startPair(
-  server: () => Promise<ServerProcess>,
+  server: () => Promise<ServerUnderTest>,
   gens: () => Promise<Generators>,
-): Promise<[ServerProcess, Generators]> {
+): Promise<[ServerUnderTest, Generators]> {
   const [s, g] = await Promise.allSettled([server(), gens()])
   if (s.status === 'fulfilled' && g.status === 'fulfilled') return [s.value, g.value]
   if (s.status === 'fulfilled') s.value.kill()
@@ -215,6 +396,7 @@ function split(total: number, n: number): number[] {
 
 export interface LoadShape {
   mode: 'closed' | 'open'
+  client: ClientKind
   connections: number
   pipeline: number
   size: number
@@ -227,6 +409,7 @@ export interface LoadShape {
 
 export interface LoadResult {
   mode: 'closed' | 'open'
+  client: ClientKind
   size: number
   connections: number
   pipeline: number
@@ -238,7 +421,10 @@ export interface LoadResult {
   cpuUsPerMsg: number
   /** Server CPU use in the window, % of one core. */
   serverCpuPct: number
-  /** Busiest generator's CPU use in the window, % of one core (near 100: generator-bound). */
+  /**
+   * Busiest generator's CPU use in the window, % of one core (near 100 in closed loop:
+   * generator-bound; in open loop the frames client spins to keep its schedule).
+   */
   generatorCpuPct: number
   windowS: number
   windowEchoes: number
@@ -252,7 +438,7 @@ export interface LoadResult {
 
 /** Warm up, then measure one window of closed- or open-loop load; verify every echo. */
 export async function runLoad(
-  server: ServerProcess,
+  server: ServerUnderTest,
   gens: Generators,
   shape: LoadShape,
 ): Promise<LoadResult> {
@@ -262,6 +448,7 @@ export async function runLoad(
   const rates = conns.map((c) => (shape.rate * c) / shape.connections)
   const phases: PhaseConfig[] = conns.map((c, i) => ({
     mode: shape.mode,
+    client: shape.client,
     url: server.url,
     connections: c,
     pipeline: shape.pipeline,
@@ -269,8 +456,14 @@ export async function runLoad(
     rate: rates[i]!,
     localAddresses: [],
     concurrency: shape.concurrency,
-    // Room for 1.5× the expected window, so a late mark cannot overflow it.
-    maxSamples: Math.ceil(rates[i]! * shape.durationS * 1.5) + 1000,
+    // Open loop: room for 1.5× the expected window, so a late mark cannot overflow it;
+    // closed loop (frames client): for a window at 600,000 msg/s.
+    maxSamples:
+      shape.mode === 'open'
+        ? Math.ceil(rates[i]! * shape.durationS * 1.5) + 1000
+        : shape.client === 'frames'
+          ? Math.ceil(Math.min(8e6, shape.durationS * 6e5))
+          : 0,
     // Far beyond what the phase can send (2M msg/s for its length plus a minute), yet finite.
     maxMessages: Math.ceil((shape.warmupS + shape.durationS + 60) * 2e6),
   }))
@@ -305,6 +498,7 @@ export async function runLoad(
   const latencies = results.map((r) => r.latency).filter((l): l is Percentiles => l !== undefined)
   return {
     mode: shape.mode,
+    client: shape.client,
     size: shape.size,
     connections: shape.connections,
     pipeline: shape.mode === 'closed' ? shape.pipeline : 0,
@@ -330,7 +524,7 @@ function worst(list: Percentiles[]): Percentiles | undefined {
 }
 
 function sample(
-  server: ServerProcess,
+  server: ServerUnderTest,
   gens: Child<LoadgenReport>[],
 ): { t: number; server: number; gens: number[] } {
   return {
@@ -377,13 +571,14 @@ export interface IdleResult {
  * (the caller judges); the ones that opened are measured.
  */
 export async function runIdle(
-  server: ServerProcess,
+  server: ServerUnderTest,
   gens: Generators,
   shape: IdleShape,
 ): Promise<IdleResult> {
   const phases = (n: number, groups: string[][]): PhaseConfig[] =>
     split(n, groups.length).map((c, i) => ({
       mode: 'idle',
+      client: 'ws',
       url: server.url,
       connections: c,
       pipeline: 0,

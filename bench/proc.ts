@@ -4,7 +4,7 @@
  * JSON lines over stdin/stdout.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { createInterface } from 'node:readline'
 
@@ -22,11 +22,46 @@ export function clockTicks(): number {
   return clkTck
 }
 
+let schedstat: boolean | undefined
+
 /**
- * User + system CPU seconds of a whole process (all its threads: the event loop, libuv's
- * pool that writes the log, V8's GC helpers) so far.
+ * CPU seconds (user + system) of a whole process so far: all its threads (the event loop,
+ * libuv's pool that writes the log, V8's GC helpers). From the scheduler's per-thread
+ * nanosecond counters (/proc/<pid>/task/<tid>/schedstat) where the kernel has them, since
+ * /proc/<pid>/stat counts in clock ticks (10 ms): too coarse for a few thousand messages.
  */
 export function cpuSeconds(pid: number): number {
+  if (schedstat !== false) {
+    try {
+      let ns = 0
+      for (const tid of readdirSync(`/proc/${pid}/task`)) {
+        try {
+          ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0])
+        } catch {
+          // The thread ended between the listing and the read; its time is lost either way.
+        }
+      }
+      if (ns > 0 || schedstat === true) {
+        schedstat = true
+        return ns / 1e9
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || schedstat === true) throw err
+    }
+    schedstat = false
+  }
+  return statCpuSeconds(pid)
+}
+
+/** Which clock cpuSeconds reads (for the report). */
+export function cpuClock(): string {
+  return schedstat === false
+    ? `/proc/<pid>/stat (clock ticks, 1/${clockTicks()} s)`
+    : '/proc/<pid>/task/*/schedstat (ns)'
+}
+
+/** User + system CPU seconds from /proc/<pid>/stat (clock-tick resolution). */
+export function statCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
   // The command name (field 2) may hold spaces; fields after the last ')' start at field 3.
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
@@ -106,15 +141,20 @@ export function filesystemOf(path: string): string {
 export interface SpawnOptions {
   /** Short name for messages (`server raw-ws`, `loadgen 1`). */
   name: string
-  /** Compiled script to run with node. */
-  script: string
-  /** Handed to the script as one JSON argument. */
-  config: unknown
+  /** What node runs after its own flags: a script and its arguments. */
+  args: string[]
   /** Pin to this CPU with taskset. */
   cpu?: number | undefined
   /** Raise the open-file limit to this (or as far as the hard limit allows). */
   nofile?: number | undefined
   nodeFlags?: string[]
+  /** The environment (default: this process's). */
+  env?: NodeJS.ProcessEnv
+}
+
+/** The args for a bench script that takes its config as one JSON argument. */
+export function scriptArgs(script: string, config: unknown): string[] {
+  return [script, JSON.stringify(config)]
 }
 
 /**
@@ -131,15 +171,12 @@ export class Child<R extends { type: string }> {
   #waiters = new Set<() => void>()
   #failure: Error | undefined
   #stderr = ''
+  /** The first lines of stderr, whole. */
+  #stderrLines: string[] = []
 
   constructor(opts: SpawnOptions) {
     this.name = opts.name
-    const node = [
-      process.execPath,
-      ...(opts.nodeFlags ?? []),
-      opts.script,
-      JSON.stringify(opts.config),
-    ]
+    const node = [process.execPath, ...(opts.nodeFlags ?? []), ...opts.args]
     const pinned = opts.cpu === undefined ? node : ['taskset', '-c', String(opts.cpu), ...node]
     // `ulimit -n` is a shell builtin; `exec` keeps the pid, so /proc/<pid> is node itself.
     const argv =
@@ -152,12 +189,17 @@ export class Child<R extends { type: string }> {
             'bash',
             ...pinned,
           ]
-    this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] })
+    this.proc = spawn(argv[0]!, argv.slice(1), {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: opts.env ?? process.env,
+    })
     this.proc.stdin!.on('error', () => {})
     createInterface({ input: this.proc.stdout! }).on('line', (line) => this.#onLine(line))
-    this.proc.stderr!.on('data', (d: Buffer) => {
+    createInterface({ input: this.proc.stderr! }).on('line', (line) => {
       // Keep only the tail: enough to explain a crash.
-      this.#stderr = (this.#stderr + d.toString()).slice(-4000)
+      this.#stderr = `${this.#stderr}${line}\n`.slice(-4000)
+      if (this.#stderrLines.length < 200) this.#stderrLines.push(line)
+      for (const w of [...this.#waiters]) w()
     })
     this.exited = new Promise((resolve) => {
       // 'close', not 'exit': by then every stdout line has been read.
@@ -179,6 +221,54 @@ export class Child<R extends { type: string }> {
 
   get stderr(): string {
     return this.#stderr
+  }
+
+  /** The first 200 lines it wrote on stderr. */
+  get stderrLines(): readonly string[] {
+    return this.#stderrLines
+  }
+
+  /** The first stderr line matching `re` (waiting for it); an exit or the timeout rejects. */
+  stderrMatch(re: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        for (const line of this.#stderrLines) {
+          const m = re.exec(line)
+          if (m) {
+            done()
+            resolve(m)
+            return true
+          }
+        }
+        if (this.#failure) {
+          done()
+          reject(this.#failure)
+          return true
+        }
+        return false
+      }
+      const timer = setTimeout(() => {
+        done()
+        reject(
+          new Error(
+            `${this.name}: nothing like ${re} on stderr within ${timeoutMs} ms${this.#stderrNote()}`,
+          ),
+        )
+      }, timeoutMs)
+      const waiter = (): void => {
+        check()
+      }
+      const done = (): void => {
+        clearTimeout(timer)
+        this.#waiters.delete(waiter)
+      }
+      if (!check()) this.#waiters.add(waiter)
+    })
+  }
+
+  /** Send a signal (if still running). */
+  signal(sig: NodeJS.Signals): void {
+    if (this.exit === undefined) this.proc.kill(sig)
   }
 
   send(cmd: object): void {

@@ -5,19 +5,25 @@
  */
 import type { Percentiles } from './stats.js'
 
-/** Prefix both servers put in front of a text echo. */
+/** Prefix every server under test puts in front of a text echo (wirelog's default). */
 export const ECHO_PREFIX = 'Echo: '
 
 export type LogFormat = 'text' | 'json' | 'plain'
 
+export type ServerKind = 'raw-ws' | 'raw-ws-cork' | 'uws' | 'wirelog'
+
 export interface ServerConfig {
-  kind: 'raw-ws' | 'raw-ws-cork' | 'wirelog'
+  kind: ServerKind
   /** wirelog only: write the activity log at all. */
   logging: boolean
   format: LogFormat
   sync: boolean
-  /** wirelog's `timeout` (heartbeat interval, s); 0 = no pings. */
-  heartbeat: number
+  /** wirelog only: `--timeout` (heartbeat interval, s); undefined = wirelog's default. */
+  heartbeat: number | undefined
+  /** wirelog only: more CLI flags (e.g. a raised --max-connections for --scale). */
+  extraFlags?: string[] | undefined
+  /** uws only: the directory to load the uwebsockets package from (see uws.ts). */
+  uwsDir?: string | undefined
   /** The process ends itself after this long, whatever happens. */
   maxLifetimeMs: number
 }
@@ -27,25 +33,25 @@ export type ServerCommand =
   | { cmd: 'gc' }
   /** Report once the server counts exactly `n` open connections (or after `timeoutMs`). */
   | { cmd: 'waitClients'; n: number; timeoutMs: number }
-  /** Close (flushing the log), count the log's lines, delete the temp dir, exit. */
+  /** Close every connection and exit. */
   | { cmd: 'close' }
 
+/** How a wirelog process (the real CLI) ended, and what its activity log holds. */
 export interface LogReport {
-  /** Lines the activity log formatted. */
-  lines: number
-  dropped: number
-  writeErrors: number
-  /** Newlines actually found in the file after close (rotated files included). */
+  /** Exit code after SIGTERM (0: a clean shutdown, the log flushed). */
+  exitCode: number | string
+  /** Newlines found in the log file(s) after exit (rotated files included). */
   fileLines: number
   fileBytes: number
+  /** What it said on stderr besides its listening banner (warnings, write errors). */
+  stderr: string[]
 }
 
 export type ServerReport =
-  /** `dir`: the temp dir of its log, which the orchestrator removes should the server die. */
-  | { type: 'ready'; port: number; pid: number; dir: string }
+  | { type: 'ready'; port: number; pid: number }
   | { type: 'gc'; rss: number; heapUsed: number }
   | { type: 'clients'; n: number; ok: boolean }
-  | { type: 'closed'; log: LogReport | null }
+  | { type: 'closed' }
   | { type: 'error'; message: string }
 
 export type LoadMode = 'closed' | 'open' | 'idle'
@@ -58,9 +64,17 @@ export interface LoadgenConfig {
   hardLimitMs: number
 }
 
+/**
+ * Which client: `ws` (the `ws` package's WebSocket, as an application would use it) or
+ * `frames` (raw sockets, a hand-made handshake, pre-masked frames written in batches: cheap
+ * enough that one generator core can saturate the server).
+ */
+export type ClientKind = 'ws' | 'frames'
+
 /** One phase of load: connect, (send,) stop. */
 export interface PhaseConfig {
   mode: LoadMode
+  client: ClientKind
   url: string
   connections: number
   /** Closed loop: messages in flight per connection. */
@@ -116,7 +130,11 @@ export interface LoadgenResult {
   unexpectedCloses: number
   /** Echoes still missing when the drain timed out. */
   missing: number
-  /** Open loop: round-trip times (ms) recorded between the two marks. */
+  /**
+   * Round-trip times (ms) recorded between the two marks: open loop, from each message's
+   * scheduled send time (so a stalled generator or server cannot hide its delay); closed loop
+   * (frames client), from the write of its batch.
+   */
   latency: Percentiles | undefined
   /** Open loop: how late (ms) the generator sent behind its schedule, at worst. */
   maxScheduleLagMs: number

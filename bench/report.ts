@@ -1,13 +1,15 @@
 /**
- * Results: the figures of every session, their medians and ranges across rounds, the
- * ratios to the raw `ws` baseline, the targets, the table on stdout and the JSON file.
+ * Results: the figures of every session, their medians and ranges across rounds, the ratios
+ * to the baselines (raw ws corked as wirelog corks, then plain raw ws), the rate table, the
+ * targets, the plot, the tables on stdout and the JSON file.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { IdleResult, LoadResult } from './measure.js'
 import type { Options, ServerSpec } from './options.js'
-import type { LogReport } from './protocol.js'
+import type { ClientKind, LogReport } from './protocol.js'
 import { type Summary, summarize } from './stats.js'
+import { cpuPlot, type PlotSeries } from './svg.js'
 
 /** Everything measured on one server process in one round. */
 export interface Session {
@@ -19,9 +21,23 @@ export interface Session {
   log: LogReport | null | undefined
   /** Harness failures (mismatched echoes, crashes, lost log lines, …). */
   errors: string[]
+  /** Worth a look, not a failure (what wirelog said on stderr). */
+  notes: string[]
+  /** Wall seconds of each part (start, idle, every load phase, close): where the time went. */
+  seconds: Record<string, number>
+  /** The machine's 1-minute load average when the session started (others' work shows here). */
+  loadAverage: number
 }
 
-export const BASELINE = 'raw-ws'
+/** The first ratio column: a raw ws server that corks as wirelog does. */
+export const BASELINE = 'raw-ws-cork'
+/** The second: plain raw ws. */
+export const RAW = 'raw-ws'
+
+/** Load keys: closed loop per client and size, open loop per rate. */
+export const closedKey = (client: ClientKind, size: number): string =>
+  `${client === 'frames' ? 'sat' : 'ws'}-${size}`
+export const rateKey = (rate: number): string => `rate-${rate}`
 
 interface Metric {
   key: string
@@ -35,6 +51,10 @@ interface Metric {
 const int = (v: number): string => Math.round(v).toLocaleString('en-US')
 const fixed = (d: number) => (v: number) => v.toFixed(d)
 
+export function sizeLabel(size: number): string {
+  return size >= 1024 && size % 1024 === 0 ? `${size / 1024} KB` : `${size} B`
+}
+
 function cpuNote(key: string) {
   return (sessions: Session[]): string => {
     const srv = summarize(sessions.map((s) => s.load[key]?.serverCpuPct ?? Number.NaN))
@@ -45,49 +65,28 @@ function cpuNote(key: string) {
   }
 }
 
-export function metrics(o: Options): Metric[] {
+/** The main table's figures. */
+export function mainMetrics(o: Options): Metric[] {
   const out: Metric[] = []
-  for (const size of o.sizes) {
-    const key = `closed-${size}`
-    out.push({
-      key: `msgs-${size}`,
-      label: `msg/s, ${sizeLabel(size)}`,
-      get: (s) => s.load[key]?.msgsPerSec,
-      format: int,
-      note: cpuNote(key),
-    })
-    out.push({
-      key: `cpu-${size}`,
-      label: `server CPU µs/msg, ${sizeLabel(size)}`,
-      get: (s) => s.load[key]?.cpuUsPerMsg,
-      format: fixed(2),
-    })
+  for (const client of o.clients) {
+    for (const size of o.sizes) {
+      const key = closedKey(client, size)
+      const what = client === 'frames' ? 'at saturation' : 'ws clients'
+      out.push({
+        key: `${key}-msgs`,
+        label: `msg/s, ${sizeLabel(size)}, ${what}`,
+        get: (s) => s.load[key]?.msgsPerSec,
+        format: int,
+        note: cpuNote(key),
+      })
+      out.push({
+        key: `${key}-cpu`,
+        label: `server CPU µs/msg, ${sizeLabel(size)}, ${what}`,
+        get: (s) => s.load[key]?.cpuUsPerMsg,
+        format: fixed(2),
+      })
+    }
   }
-  const rate = `@ ${int(o.rate)} msg/s`
-  out.push(
-    {
-      key: 'p50',
-      label: `p50 RTT ms ${rate}`,
-      get: (s) => s.load.open?.latencyMs?.p50,
-      format: fixed(3),
-    },
-    {
-      key: 'p99',
-      label: `p99 RTT ms ${rate}`,
-      get: (s) => s.load.open?.latencyMs?.p99,
-      format: fixed(3),
-      note: (sessions) => {
-        const lag = summarize(sessions.map((s) => s.load.open?.maxScheduleLagMs ?? Number.NaN))
-        return lag ? `generator behind schedule ≤ ${lag.max.toFixed(1)} ms` : ''
-      },
-    },
-    {
-      key: 'cpu-open',
-      label: `server CPU µs/msg ${rate}`,
-      get: (s) => s.load.open?.cpuUsPerMsg,
-      format: fixed(2),
-    },
-  )
   if (o.idleConnections > 0) {
     const n = int(o.idleConnections)
     out.push(
@@ -105,7 +104,7 @@ export function metrics(o: Options): Metric[] {
       },
       {
         key: 'accept',
-        label: `connections accepted/s`,
+        label: 'connections accepted/s',
         get: (s) => s.idle?.acceptPerSec,
         format: int,
       },
@@ -120,13 +119,68 @@ export function metrics(o: Options): Metric[] {
   return out
 }
 
-function sizeLabel(size: number): string {
-  return size >= 1024 && size % 1024 === 0 ? `${size / 1024} KB` : `${size} B`
+/** One step of the rate table: an open-loop rate, or the saturation point. */
+export interface Step {
+  id: string
+  label: string
+  /** Load key of its sessions' results. */
+  load: string
+  /** Open loop: the rate asked for. */
+  target: number | undefined
+}
+
+export function steps(o: Options): Step[] {
+  const out: Step[] = o.rates.map((r) => ({
+    id: rateKey(r),
+    label: `${int(r)}/s`,
+    load: rateKey(r),
+    target: r,
+  }))
+  if (o.clients.includes('frames') && o.sizes.includes(o.latencySize)) {
+    const key = closedKey('frames', o.latencySize)
+    out.push({ id: 'saturation', label: 'saturation', load: key, target: undefined })
+  }
+  return out
+}
+
+const STEP_FIGURES = ['msgs', 'pct', 'cpu', 'p50', 'p99', 'p999'] as const
+type StepFigure = (typeof STEP_FIGURES)[number]
+
+function stepValue(r: LoadResult | undefined, f: StepFigure): number | undefined {
+  if (!r) return undefined
+  switch (f) {
+    case 'msgs':
+      return r.msgsPerSec
+    case 'pct':
+      return r.serverCpuPct
+    case 'cpu':
+      return r.cpuUsPerMsg
+    case 'p50':
+      return r.latencyMs?.p50
+    case 'p99':
+      return r.latencyMs?.p99
+    case 'p999':
+      return r.latencyMs?.p999
+  }
+}
+
+/** The rate table's figures, as metrics (`<step>-<figure>`), so they are summarised alike. */
+export function stepMetrics(o: Options): Metric[] {
+  return steps(o).flatMap((st) =>
+    STEP_FIGURES.map((f) => ({
+      key: `${st.id}-${f}`,
+      label: `${st.label} ${f}`,
+      get: (s: Session) => stepValue(s.load[st.load], f),
+      format: fixed(3),
+    })),
+  )
 }
 
 export interface Figure extends Summary {
-  /** Median over the baseline's median. */
+  /** Median over raw-ws-cork's median. */
   ratio: number | undefined
+  /** Median over raw-ws's median. */
+  ratioRaw: number | undefined
 }
 
 export type Summaries = Record<string, Record<string, Figure>>
@@ -139,47 +193,23 @@ export function summarise(sessions: Session[], servers: ServerSpec[], list: Metr
       const s = summarize(
         sessions.filter((x) => x.server === spec.id).map((x) => m.get(x) ?? Number.NaN),
       )
-      if (s) out[spec.id]![m.key] = { ...s, ratio: undefined }
+      if (s) out[spec.id]![m.key] = { ...s, ratio: undefined, ratioRaw: undefined }
     }
   }
-  const base = out[BASELINE]
   for (const spec of servers) {
     for (const m of list) {
       const f = out[spec.id]![m.key]
-      const b = base?.[m.key]
+      const b = out[BASELINE]?.[m.key]
+      const r = out[RAW]?.[m.key]
       if (f && b && b.median !== 0) f.ratio = f.median / b.median
+      if (f && r && r.median !== 0) f.ratioRaw = f.median / r.median
     }
   }
   return out
 }
 
-/** The table: one block per figure, one row per server. */
-export function table(
-  sessions: Session[],
-  servers: ServerSpec[],
-  list: Metric[],
-  sum: Summaries,
-): string {
-  const rows: string[][] = [['figure', 'server', 'median', 'min – max', '× raw ws', 'notes']]
-  for (const m of list) {
-    let first = true
-    for (const spec of servers) {
-      const f = sum[spec.id]?.[m.key]
-      const mine = sessions.filter((s) => s.server === spec.id)
-      rows.push([
-        first ? m.label : '',
-        spec.label,
-        f ? m.format(f.median) : 'n/a',
-        f ? `${m.format(f.min)} – ${m.format(f.max)}` : '',
-        f?.ratio !== undefined ? f.ratio.toFixed(2) : '',
-        m.note ? m.note(mine) : '',
-      ])
-      first = false
-    }
-    rows.push([])
-  }
+function render(rows: string[][], right: Set<number>): string {
   const widths = rows[0]!.map((_c, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
-  const right = new Set([2, 3, 4])
   return rows
     .map((r) =>
       r.length === 0
@@ -192,16 +222,106 @@ export function table(
     .join('\n')
 }
 
+/** The main table: one block per figure, one row per server. */
+export function table(
+  sessions: Session[],
+  servers: ServerSpec[],
+  list: Metric[],
+  sum: Summaries,
+): string {
+  const rows: string[][] = [
+    ['figure', 'server', 'median', 'min – max', '× raw ws corked', '× raw ws', 'notes'],
+  ]
+  for (const m of list) {
+    let first = true
+    for (const spec of servers) {
+      const f = sum[spec.id]?.[m.key]
+      const mine = sessions.filter((s) => s.server === spec.id)
+      rows.push([
+        first ? m.label : '',
+        spec.label,
+        f ? m.format(f.median) : 'n/a',
+        f ? `${m.format(f.min)} – ${m.format(f.max)}` : '',
+        f?.ratio !== undefined ? f.ratio.toFixed(2) : '',
+        f?.ratioRaw !== undefined ? f.ratioRaw.toFixed(2) : '',
+        m.note ? m.note(mine) : '',
+      ])
+      first = false
+    }
+    rows.push([])
+  }
+  return render(rows, new Set([2, 3, 4, 5]))
+}
+
+/** The rate table: one block per step, one row per server, medians over rounds. */
+export function rateTable(o: Options, servers: ServerSpec[], sum: Summaries): string {
+  const rows: string[][] = [
+    ['rate', 'server', 'msg/s', 'server CPU', 'µs/msg', 'p50 ms', 'p99 ms', 'p99.9 ms', ''],
+  ]
+  for (const st of steps(o)) {
+    let first = true
+    for (const spec of servers) {
+      const g = (f: StepFigure): number | undefined => sum[spec.id]?.[`${st.id}-${f}`]?.median
+      const v = (f: StepFigure, d: number): string => {
+        const x = g(f)
+        return x === undefined ? 'n/a' : x.toFixed(d)
+      }
+      const msgs = g('msgs')
+      const behind =
+        st.target !== undefined && msgs !== undefined && msgs < st.target * 0.97
+          ? `below the rate asked for (${Math.round((msgs / st.target) * 100)}%)`
+          : ''
+      rows.push([
+        first ? st.label : '',
+        spec.label,
+        msgs === undefined ? 'n/a' : int(msgs),
+        g('pct') === undefined ? 'n/a' : `${g('pct')!.toFixed(0)}%`,
+        v('cpu', 2),
+        v('p50', 3),
+        v('p99', 3),
+        v('p999', 3),
+        behind,
+      ])
+      first = false
+    }
+    rows.push([])
+  }
+  return render(rows, new Set([2, 3, 4, 5, 6, 7]))
+}
+
+/** CPU per message against rate, one series per server (medians). */
+export function plotSeries(o: Options, servers: ServerSpec[], sum: Summaries): PlotSeries[] {
+  return servers.map((spec) => ({
+    label: spec.label,
+    points: steps(o).flatMap((st) => {
+      const x = sum[spec.id]?.[`${st.id}-msgs`]?.median
+      const y = sum[spec.id]?.[`${st.id}-cpu`]?.median
+      return x !== undefined && y !== undefined
+        ? [{ x, y, saturation: st.id === 'saturation' }]
+        : []
+    }),
+  }))
+}
+
+export function plot(o: Options, servers: ServerSpec[], sum: Summaries, subtitle: string): string {
+  return cpuPlot(plotSeries(o, servers, sum), 'Server CPU per message against load', subtitle)
+}
+
 export interface Target {
   name: string
-  /** undefined: not measured in this run. */
-  pass: boolean | undefined
+  /** undefined: not measured in this run; 'info': shown, not judged. */
+  pass: boolean | undefined | 'info'
   detail: string
 }
 
-/** The issue's targets, judged on medians (informational: they never change the exit code). */
+/**
+ * The issue's targets (wirelog text log vs raw ws, judged on medians: capacity figures from
+ * the frames client, latency from the open-loop step at 5,000 msg/s), plus what the log costs
+ * against raw ws corked, shown but not judged. Informational: they never change the exit code.
+ */
 export function targets(sum: Summaries, o: Options): Target[] {
-  const raw = sum[BASELINE]
+  const raw = sum[RAW]
+  const cork = sum[BASELINE]
   const text = sum.text
   const json = sum.json
   const off = sum.off
@@ -213,37 +333,43 @@ export function targets(sum: Summaries, o: Options): Target[] {
   const judge = (
     name: string,
     values: Array<number | undefined>,
-    ok: (...v: number[]) => boolean,
+    ok: ((...v: number[]) => boolean) | 'info',
     detail: (...v: number[]) => string,
   ): void => {
     if (values.some((v) => v === undefined || !Number.isFinite(v)))
       out.push({ name, pass: undefined, detail: 'not measured' })
     else
-      out.push({ name, pass: ok(...(values as number[])), detail: detail(...(values as number[])) })
+      out.push({
+        name,
+        pass: ok === 'info' ? 'info' : ok(...(values as number[])),
+        detail: detail(...(values as number[])),
+      })
   }
   const x = (r: number): string => `${r.toFixed(3)}×`
+  const s64 = closedKey('frames', 64)
+  const s4k = closedKey('frames', 4096)
 
   judge(
-    'text: msg/s at 64 B ≥ 0.85× raw ws',
-    [ratio(med(text, 'msgs-64'), med(raw, 'msgs-64'))],
+    'text: msg/s at 64 B ≥ 0.85× raw ws (saturation)',
+    [ratio(med(text, `${s64}-msgs`), med(raw, `${s64}-msgs`))],
     (r) => r >= 0.85,
     x,
   )
   judge(
-    'text: server CPU/msg at 64 B ≤ 1.25× raw ws',
-    [ratio(med(text, 'cpu-64'), med(raw, 'cpu-64'))],
+    'text: server CPU/msg at 64 B ≤ 1.25× raw ws (saturation)',
+    [ratio(med(text, `${s64}-cpu`), med(raw, `${s64}-cpu`))],
     (r) => r <= 1.25,
     x,
   )
   judge(
-    'text: msg/s at 4 KB ≥ 0.90× raw ws',
-    [ratio(med(text, 'msgs-4096'), med(raw, 'msgs-4096'))],
+    'text: msg/s at 4 KB ≥ 0.90× raw ws (saturation)',
+    [ratio(med(text, `${s4k}-msgs`), med(raw, `${s4k}-msgs`))],
     (r) => r >= 0.9,
     x,
   )
   judge(
-    `text: p99 at ${o.rate.toLocaleString('en-US')} msg/s ≤ raw ws + 0.3 ms`,
-    [med(text, 'p99'), med(raw, 'p99')],
+    'text: p99 at 5,000 msg/s ≤ raw ws + 0.3 ms',
+    [med(text, 'rate-5000-p99'), med(raw, 'rate-5000-p99')],
     (t, r) => t - r <= 0.3,
     (t, r) =>
       `${t.toFixed(3)} ms vs ${r.toFixed(3)} ms (${t - r >= 0 ? '+' : ''}${(t - r).toFixed(3)} ms)`,
@@ -266,43 +392,71 @@ export function targets(sum: Summaries, o: Options): Target[] {
     )
   }
   judge(
-    'json within 10% of text (msg/s and CPU/msg, 64 B)',
+    'json within 10% of text (msg/s and CPU/msg, 64 B, saturation)',
     [
-      ratio(med(json, 'msgs-64'), med(text, 'msgs-64')),
-      ratio(med(json, 'cpu-64'), med(text, 'cpu-64')),
+      ratio(med(json, `${s64}-msgs`), med(text, `${s64}-msgs`)),
+      ratio(med(json, `${s64}-cpu`), med(text, `${s64}-cpu`)),
     ],
     (t, c) => t >= 0.9 && c <= 1.1,
     (t, c) => `msg/s ${x(t)}, CPU/msg ${x(c)} of text`,
   )
   judge(
-    'log off within 5% of raw ws (msg/s and CPU/msg, 64 B)',
+    'log off within 5% of raw ws (msg/s and CPU/msg, 64 B, saturation)',
     [
-      ratio(med(off, 'msgs-64'), med(raw, 'msgs-64')),
-      ratio(med(off, 'cpu-64'), med(raw, 'cpu-64')),
+      ratio(med(off, `${s64}-msgs`), med(raw, `${s64}-msgs`)),
+      ratio(med(off, `${s64}-cpu`), med(raw, `${s64}-cpu`)),
     ],
     (t, c) => t >= 0.95 && c <= 1.05,
     (t, c) => `msg/s ${x(t)}, CPU/msg ${x(c)} of raw ws`,
+  )
+  for (const [id, label] of [
+    ['off', 'log off'],
+    ['text', 'text log'],
+  ] as const) {
+    judge(
+      `wirelog, ${label}: CPU/msg vs raw ws corked (64 B, saturation)`,
+      [med(sum[id], `${s64}-cpu`), med(cork, `${s64}-cpu`)],
+      'info',
+      (w, c) =>
+        `${w.toFixed(2)} vs ${c.toFixed(2)} µs (${w - c >= 0 ? '+' : ''}${(w - c).toFixed(2)} µs, ${x(w / c)})`,
+    )
+  }
+  judge(
+    'wirelog, text log: CPU/msg vs raw ws corked at 5,000 msg/s',
+    [med(text, 'rate-5000-cpu'), med(cork, 'rate-5000-cpu')],
+    'info',
+    (w, c) =>
+      `${w.toFixed(2)} vs ${c.toFixed(2)} µs (${w - c >= 0 ? '+' : ''}${(w - c).toFixed(2)} µs, ${x(w / c)})`,
   )
   return out
 }
 
 export function targetLines(list: Target[]): string {
   const w = Math.max(...list.map((t) => t.name.length))
-  return list
-    .map(
-      (t) =>
-        `${t.pass === undefined ? 'n/a ' : t.pass ? 'PASS' : 'FAIL'}  ${t.name.padEnd(w)}  ${t.detail}`,
-    )
-    .join('\n')
+  const mark = (t: Target): string =>
+    t.pass === 'info' ? 'info' : t.pass === undefined ? 'n/a ' : t.pass ? 'PASS' : 'FAIL'
+  return list.map((t) => `${mark(t)}  ${t.name.padEnd(w)}  ${t.detail}`).join('\n')
+}
+
+function stamp(startedAt: Date): string {
+  return startedAt.toISOString().replace(/[:.]/g, '-')
 }
 
 /** Write `<dir>/<timestamp>.json` and `<dir>/latest.json`; returns the first path. */
 export function writeJson(dir: string, startedAt: Date, data: unknown): string {
   mkdirSync(dir, { recursive: true })
-  const name = `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`
   const text = `${JSON.stringify(data, null, 2)}\n`
-  const path = join(dir, name)
+  const path = join(dir, `${stamp(startedAt)}.json`)
   writeFileSync(path, text)
   writeFileSync(join(dir, 'latest.json'), text)
+  return path
+}
+
+/** Write `<dir>/<timestamp>-cpu-per-msg.svg` and `<dir>/latest-cpu-per-msg.svg`; returns the first path. */
+export function writeSvg(dir: string, startedAt: Date, svg: string): string {
+  mkdirSync(dir, { recursive: true })
+  const path = join(dir, `${stamp(startedAt)}-cpu-per-msg.svg`)
+  writeFileSync(path, svg)
+  writeFileSync(join(dir, 'latest-cpu-per-msg.svg'), svg)
   return path
 }

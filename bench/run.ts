@@ -1,8 +1,10 @@
 /**
  * `npm run bench`: start each server under test in its own process, measure it with separate
  * load generator processes, round after round (A B C … A B C …), then print every figure with
- * its median, range and ratio to the raw `ws` baseline, judge the targets, and write all
- * rounds to bench-results/. `--scale` instead holds many idle connections on one wirelog.
+ * its median, range and ratios to raw ws corked (the fair baseline: it corks as wirelog does)
+ * and to plain raw ws, the rate table, the start-up figures and the targets, and write all
+ * rounds to bench-results/ with a plot of CPU per message against rate. `--scale` instead
+ * holds many idle connections on one wirelog.
  *
  * The exit code is 0 unless the harness itself failed: an echo that did not match, a
  * server or generator that crashed, echoes or log lines that went missing, a usage error (2).
@@ -20,42 +22,61 @@ import {
   removeServerDirs,
   runIdle,
   runLoad,
-  ServerProcess,
+  type ServerUnderTest,
   startPair,
+  startServer,
 } from './measure.js'
 import { HELP, type Options, parseOptions, type ServerSpec, UsageError } from './options.js'
 import {
   allowedCpus,
   clockTicks,
+  cpuClock,
+  cpuSeconds,
   ephemeralPorts,
   filesystemOf,
   hasTaskset,
   killAll,
 } from './proc.js'
+import { duration, Progress } from './progress.js'
+import type { ClientKind, ServerConfig } from './protocol.js'
 import {
-  metrics,
+  closedKey,
+  mainMetrics,
+  plot,
+  rateKey,
+  rateTable,
   type Session,
+  sizeLabel,
+  stepMetrics,
+  steps,
   summarise,
   table,
   targetLines,
   targets,
   writeJson,
+  writeSvg,
 } from './report.js'
+import { measureStartup, type StartupFigure, type StartupResult } from './startup.js'
+import { prepareUws, type UwsStatus } from './uws.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 /** Repository root (this file runs from .build/bench). */
 const ROOT = resolve(HERE, '..', '..')
+/** wirelog's default per-IP connection cap is 1,000: idle connections come from several addresses. */
+const PER_SOURCE_ADDRESS = 900
+
+const progress = new Progress()
 
 function say(line = ''): void {
   process.stdout.write(`${line}\n`)
 }
 
-/** Progress goes to stderr, so stdout is the report alone. */
-function progress(line: string): void {
-  process.stderr.write(`${line}\n`)
-}
-
-function environment(o: Options, place: Placement, pinNote: string): Record<string, unknown> {
+function environment(
+  o: Options,
+  place: Placement,
+  pinNote: string,
+  uws: UwsStatus | undefined,
+): Record<string, unknown> {
   const require = createRequire(import.meta.url)
   let bufferutil = false
   try {
@@ -71,22 +92,77 @@ function environment(o: Options, place: Placement, pinNote: string): Record<stri
     cpus: allowedCpus(),
     kernel: release(),
     clockTicks: clockTicks(),
+    cpuClock: cpuClock(),
     tmpdir: tmpdir(),
     tmpFs: filesystemOf(tmpdir()),
     pinning: pinNote,
     generators: place.generators,
-    heartbeat: o.heartbeat,
+    wirelog: {
+      cli: place.cli,
+      heartbeat: o.heartbeat === undefined ? "wirelog's default (30 s)" : `${o.heartbeat} s`,
+      limits: "wirelog's defaults",
+    },
+    uws,
     loadAverageAtStart: loadavg(),
   }
 }
 
-/** Rough seconds per session (on a quiet machine), for the estimate printed up front and the server's own deadline. */
+/** One measured phase of a session. */
+interface PhasePlan {
+  key: string
+  label: string
+  mode: 'closed' | 'open'
+  client: ClientKind
+  connections: number
+  size: number
+  rate: number
+}
+
+function phases(o: Options): PhasePlan[] {
+  const out: PhasePlan[] = []
+  for (const client of o.clients) {
+    for (const size of o.sizes) {
+      out.push({
+        key: closedKey(client, size),
+        label: `${sizeLabel(size)} ${client === 'frames' ? 'at saturation (frames client)' : 'closed loop (ws clients)'}`,
+        mode: 'closed',
+        client,
+        connections: o.connections,
+        size,
+        rate: 0,
+      })
+    }
+  }
+  for (const rate of o.rates) {
+    out.push({
+      key: rateKey(rate),
+      label: `open loop at ${rate.toLocaleString('en-US')} msg/s (${o.rateClient} client)`,
+      mode: 'open',
+      client: o.rateClient,
+      connections: o.latencyConnections,
+      size: o.latencySize,
+      rate,
+    })
+  }
+  return out
+}
+
+/** Rough seconds per session (on a quiet machine), for the ETA and the server's own deadline. */
 function sessionSeconds(o: Options): number {
-  const start = 0.5
-  const loads = (o.sizes.length + 1) * (o.warmup + o.duration + 0.2)
-  // Connect and close the idle connections and the warm-up churn, at a few thousand per second.
-  const idle = o.idleConnections > 0 ? 0.5 + (2.2 * o.idleConnections) / 4000 : 0
-  return start + loads + idle + 0.3
+  const start = 0.6
+  const loads = phases(o).length * (o.warmup + o.duration + 0.4)
+  // Connect and close the idle connections and the warm-up churn, at a couple of thousand per second.
+  const idle = o.idleConnections > 0 ? 1 + (2.2 * o.idleConnections) / 2500 : 0
+  return start + loads + idle + 0.5
+}
+
+/** `n` loopback source addresses 127.X.a.b, X random so a run stays clear of a previous run's leftovers. */
+function sourceAddresses(n: number): string[] {
+  const octet = 1 + Math.floor(Math.random() * 254)
+  return Array.from({ length: n }, (_x, i) => {
+    const k = i + 2
+    return `127.${octet}.${k >> 8}.${k & 255}`
+  })
 }
 
 function checkLoad(name: string, r: LoadResult, errors: string[]): void {
@@ -99,92 +175,136 @@ function checkLoad(name: string, r: LoadResult, errors: string[]): void {
   if (r.windowEchoes === 0) errors.push(`${name}: no echoes in the measurement window`)
 }
 
+interface SessionPlace {
+  round: number
+  index: number
+}
+
+class Clock {
+  readonly started = Date.now()
+  done = 0
+  sessionStarted = Date.now()
+  readonly total: number
+  readonly estimate: number
+
+  constructor(total: number, estimate: number) {
+    this.total = total
+    this.estimate = estimate
+  }
+
+  /** Seconds left: sessions to go at the pace so far (the estimate before the first one). */
+  eta(): number {
+    const per =
+      this.done > 0 ? (this.sessionStarted - this.started) / 1000 / this.done : this.estimate
+    const inThis = (Date.now() - this.sessionStarted) / 1000
+    return Math.max(0, (this.total - this.done) * per - inThis)
+  }
+}
+
 async function session(
   spec: ServerSpec,
-  round: number,
+  at: SessionPlace,
   o: Options,
   place: Placement,
+  uws: UwsStatus | undefined,
+  clock: Clock,
 ): Promise<Session> {
   const s: Session = {
-    round,
+    round: at.round,
     server: spec.id,
     startedAt: new Date().toISOString(),
     load: {},
     idle: undefined,
     log: undefined,
     errors: [],
+    notes: [],
+    seconds: {},
+    loadAverage: loadavg()[0]!,
   }
+  let doing = 'starting'
+  let t = Date.now()
+  const lap = (part: string): void => {
+    const now = Date.now()
+    s.seconds[part] = (now - t) / 1000
+    t = now
+  }
+  progress.status(
+    () =>
+      `round ${at.round}/${o.rounds} · server ${at.index + 1}/${o.servers.length} ${spec.label} · ${doing} · ETA ${duration(clock.eta())}`,
+  )
   const lifetimeMs = Math.ceil(sessionSeconds(o) * 4 * 1000) + 300_000
   const nofile = Math.max(o.idleConnections, o.connections, o.latencyConnections) + 1024
-  let server: ServerProcess | undefined
+  const config: ServerConfig = {
+    ...spec.config,
+    heartbeat: o.heartbeat,
+    uwsDir: uws?.dir,
+    maxLifetimeMs: lifetimeMs,
+  }
+  let server: ServerUnderTest | undefined
   let gens: Generators | undefined
   // Connections the server saw, for the log completeness check: each is a connect and a disconnect line.
   let connections = 0
   try {
     ;[server, gens] = await startPair(
       () =>
-        ServerProcess.start(
-          spec.id,
-          { ...spec.config, heartbeat: o.heartbeat, maxLifetimeMs: lifetimeMs },
+        startServer({
+          name: spec.id,
+          config,
           place,
-          nofile + 1024,
-          o.cpuProf
+          nofile: nofile + 1024,
+          nodeFlags: o.cpuProf
             ? [
                 '--cpu-prof',
                 `--cpu-prof-dir=${resolve(ROOT, o.outDir, 'profiles')}`,
-                `--cpu-prof-name=${spec.id}-round${round}-${Date.now()}.cpuprofile`,
+                `--cpu-prof-name=${spec.id}-round${at.round}-${Date.now()}.cpuprofile`,
               ]
             : [],
-        ),
+        }),
       () => Generators.start(place, place.generators, nofile, lifetimeMs),
     )
+    lap('start')
     if (o.idleConnections > 0) {
+      doing = `${o.idleConnections.toLocaleString('en-US')} idle connections`
       // On a fresh process (no leftovers of the load phases), after a short warm-up churn.
       const warm = Math.min(1000, Math.max(50, Math.floor(o.idleConnections / 10)))
       s.idle = await runIdle(server, gens, {
         connections: o.idleConnections,
         warmConnections: warm,
         concurrency: o.connectConcurrency,
-        addresses: [[]],
+        addresses: [sourceAddresses(Math.ceil(o.idleConnections / PER_SOURCE_ADDRESS))],
       })
       connections += warm + s.idle.connections
       if (s.idle.failed > 0)
         s.errors.push(`idle: ${s.idle.failed} connections failed: ${s.idle.firstError}`)
+      lap('idle')
     }
-    const shapes = [
-      ...o.sizes.map((size) => ({
-        key: `closed-${size}`,
-        mode: 'closed' as const,
-        connections: o.connections,
-        size,
-        rate: 0,
-      })),
-      {
-        key: 'open',
-        mode: 'open' as const,
-        connections: o.latencyConnections,
-        size: o.latencySize,
-        rate: o.rate,
-      },
-    ]
-    for (const sh of shapes) {
+    for (const ph of phases(o)) {
+      doing = ph.label
       const r = await runLoad(server, gens, {
-        mode: sh.mode,
-        connections: sh.connections,
+        mode: ph.mode,
+        client: ph.client,
+        connections: ph.connections,
         pipeline: o.pipeline,
-        size: sh.size,
-        rate: sh.rate,
+        size: ph.size,
+        rate: ph.rate,
         warmupS: o.warmup,
         durationS: o.duration,
         concurrency: o.connectConcurrency,
       })
-      s.load[sh.key] = r
-      connections += sh.connections
-      checkLoad(sh.key, r, s.errors)
+      s.load[ph.key] = r
+      connections += ph.connections
+      checkLoad(ph.key, r, s.errors)
+      lap(ph.key)
     }
+    doing = 'closing'
     await gens.close()
     s.log = await server.close()
-    if (spec.config.logging) checkLog(s, connections)
+    lap('close')
+    if (s.log) {
+      for (const line of s.log.stderr) s.notes.push(`wirelog stderr: ${line}`)
+      if (s.log.exitCode !== 0) s.errors.push(`wirelog exited ${s.log.exitCode} after SIGTERM`)
+      if (spec.config.logging) checkLog(s, connections)
+    }
   } catch (err) {
     s.errors.push(await explain(err, server, gens))
   } finally {
@@ -200,7 +320,7 @@ async function session(
  */
 async function explain(
   err: unknown,
-  server: ServerProcess | undefined,
+  server: ServerUnderTest | undefined,
   gens: Generators | undefined,
 ): Promise<string> {
   const children = [...(server ? [server.child] : []), ...(gens?.children ?? [])]
@@ -218,15 +338,9 @@ async function explain(
 
 /** Every connect, message and disconnect must be in the file: nothing dropped, nothing lost. */
 function checkLog(s: Session, connections: number): void {
-  const log = s.log
-  if (!log) {
-    s.errors.push('log: no report from the server')
-    return
-  }
+  const log = s.log!
   const echoed = Object.values(s.load).reduce((a, r) => a + r.echoed, 0)
   const expected = echoed + 2 * connections
-  if (log.dropped > 0 || log.writeErrors > 0)
-    s.errors.push(`log: ${log.dropped} lines dropped, ${log.writeErrors} write errors`)
   if (log.fileLines < expected) {
     s.errors.push(
       `log: ${log.fileLines} lines in the file, expected at least ${expected} (${echoed} messages, ${connections} connections)`,
@@ -234,59 +348,137 @@ function checkLog(s: Session, connections: number): void {
   }
 }
 
+function startupLines(r: StartupResult): string {
+  const rows: Array<[string, StartupFigure | undefined]> = [
+    ['node -e 0 (reference)', r.nodeE0],
+    ['wirelog --version', r.version],
+    ['exec → listening banner', r.listening],
+    ['exec → first echo', r.firstEcho],
+  ]
+  const w = Math.max(...rows.map(([l]) => l.length))
+  return rows
+    .map(([l, f]) =>
+      f
+        ? `${l.padEnd(w)}  ${f.median.toFixed(0).padStart(5)} ms  (${f.min.toFixed(0)} – ${f.max.toFixed(0)}, ${f.n} runs)`
+        : `${l.padEnd(w)}    n/a`,
+    )
+    .join('\n')
+}
+
+async function startupFigures(o: Options, place: Placement): Promise<StartupResult | undefined> {
+  if (o.startupRuns === 0) return undefined
+  let done = 0
+  const t0 = Date.now()
+  progress.status(
+    () =>
+      `start-up figures · run ${Math.min(done + 1, o.startupRuns)}/${o.startupRuns} · ${duration((Date.now() - t0) / 1000)}`,
+  )
+  const r = await measureStartup(place.cli, o.startupRuns, (n) => {
+    done = n
+  })
+  progress.done()
+  progress.line(
+    `start-up: node -e 0 ${r.nodeE0?.median.toFixed(0) ?? '?'} ms, wirelog --version ${r.version?.median.toFixed(0) ?? '?'} ms, listening ${r.listening?.median.toFixed(0) ?? '?'} ms (medians of ${o.startupRuns})`,
+  )
+  return r
+}
+
 async function runRounds(
   o: Options,
   place: Placement,
   env: Record<string, unknown>,
   started: Date,
+  uws: UwsStatus | undefined,
 ): Promise<number> {
-  const est = sessionSeconds(o) * o.servers.length * o.rounds
-  const about = est < 120 ? `${Math.ceil(est / 10) * 10} s` : `${Math.ceil(est / 60)} min`
-  progress(`${o.rounds} round(s) × ${o.servers.length} servers, about ${about} on a quiet machine`)
+  const per = sessionSeconds(o)
+  const est = per * o.servers.length * o.rounds + o.startupRuns * 0.8
+  progress.line(
+    `${o.rounds} round(s) × ${o.servers.length} servers (${o.servers.map((s) => s.id).join(', ')}), about ${duration(est)} on a quiet machine`,
+  )
+  const startup = await startupFigures(o, place)
+  const clock = new Clock(o.servers.length * o.rounds, per)
   const sessions: Session[] = []
   for (let round = 1; round <= o.rounds; round++) {
-    for (const spec of o.servers) {
-      const t0 = Date.now()
-      const s = await session(spec, round, o, place)
+    for (const [index, spec] of o.servers.entries()) {
+      clock.sessionStarted = Date.now()
+      const s = await session(spec, { round, index }, o, place, uws, clock)
+      clock.done++
       sessions.push(s)
-      const m64 = s.load[`closed-${o.sizes[0]}`]
-      const brief = m64
-        ? `${Math.round(m64.msgsPerSec).toLocaleString('en-US')} msg/s, ${m64.cpuUsPerMsg.toFixed(2)} µs/msg`
+      const sat = s.load[closedKey('frames', o.sizes[0]!)] ?? s.load[closedKey('ws', o.sizes[0]!)]
+      const brief = sat
+        ? `${Math.round(sat.msgsPerSec).toLocaleString('en-US')} msg/s at ${sat.serverCpuPct.toFixed(0)}% server CPU, ${sat.cpuUsPerMsg.toFixed(2)} µs/msg (${sizeLabel(sat.size)})`
         : ''
-      progress(
-        `round ${round}/${o.rounds}  ${spec.label.padEnd(20)} ${((Date.now() - t0) / 1000).toFixed(1)} s  ${brief}${s.errors.length ? `  ERRORS: ${s.errors.length}` : ''}`,
+      progress.line(
+        `round ${round}/${o.rounds}  ${spec.label.padEnd(20)} ${((Date.now() - clock.sessionStarted) / 1000).toFixed(1).padStart(5)} s  ${brief}${s.errors.length ? `  ERRORS: ${s.errors.length}` : ''}`,
       )
-      for (const e of s.errors) progress(`  ! ${e}`)
+      for (const e of s.errors) progress.line(`  ! ${e}`)
+      for (const n of s.notes) progress.line(`  note: ${n}`)
     }
   }
+  progress.done()
 
-  const list = metrics(o)
-  const sum = summarise(sessions, o.servers, list)
+  const main = mainMetrics(o)
+  const stepList = stepMetrics(o)
+  const sum = summarise(sessions, o.servers, [...main, ...stepList])
   const tgs = targets(sum, o)
+  const wl =
+    o.heartbeat === undefined
+      ? 'wirelog: the CLI with its defaults (heartbeat 30 s, per-IP cap 1,000, outbound cap 8 MiB); reference servers: no heartbeat, no caps'
+      : `wirelog: the CLI with its defaults but --timeout ${o.heartbeat}; reference servers: no heartbeat, no caps`
   say()
   say(
-    `Closed loop: ${o.connections} connections × ${o.pipeline} in flight, ${o.sizes.map((x) => `${x} B`).join(' and ')} payloads; ` +
-      `open loop: ${o.rate.toLocaleString('en-US')} msg/s over ${o.latencyConnections} connections, ${o.latencySize} B; ` +
-      `${o.warmup} s warm-up + ${o.duration} s window each; ${o.rounds} round(s); medians, min – max over rounds.`,
+    `Closed loop: ${o.connections} connections × ${o.pipeline} in flight, ${o.sizes.map(sizeLabel).join(' and ')}, clients: ${o.clients.join(', ')} ` +
+      `(frames = raw sockets, pre-masked frames: the server saturates; ws = the ws package: the generator usually saturates first). ` +
+      `${o.warmup} s warm-up + ${o.duration} s window each; ${o.rounds} round(s); medians, min – max over rounds. ${wl}.`,
   )
   say()
-  say(table(sessions, o.servers, list, sum))
+  say(table(sessions, o.servers, main, sum))
+  const satNote = steps(o).some((st) => st.id === 'saturation')
+    ? `; saturation = the frames closed loop above (${o.connections} × ${o.pipeline} in flight, so its round trips are mostly queueing)`
+    : ''
+  say(
+    `Rate sweep (open loop, ${o.rateClient} client): ${o.latencyConnections} connections, ${sizeLabel(o.latencySize)}, messages sent on a schedule and each round trip timed ` +
+      `from its scheduled send time${satNote}. Medians over rounds.`,
+  )
+  say()
+  say(rateTable(o, o.servers, sum))
+  if (startup) {
+    say('Start-up (not pinned; medians):')
+    say(startupLines(startup))
+    for (const e of startup.errors) say(`  ! ${e}`)
+    say()
+  }
   say('Targets (wirelog text log vs raw ws, same run; informational):')
   say(targetLines(tgs))
   const errors = sessions.flatMap((s) => s.errors.map((e) => `round ${s.round} ${s.server}: ${e}`))
+  if (startup && startup.errors.length > 0 && !startup.version && !startup.listening)
+    errors.push(`start-up: ${startup.errors[0]}`)
   env.loadAverageAtEnd = loadavg()
-  const path = writeJson(resolve(ROOT, o.outDir), started, {
+  const outDir = resolve(ROOT, o.outDir)
+  const svgPath = writeSvg(
+    outDir,
+    started,
+    plot(
+      o,
+      o.servers,
+      sum,
+      `${started.toISOString().slice(0, 10)} · ${env.cpu as string} · node ${process.version} · medians of ${o.rounds} round(s); open loop ${o.latencyConnections} conns × ${sizeLabel(o.latencySize)}`,
+    ),
+  )
+  const path = writeJson(outDir, started, {
     startedAt: started.toISOString(),
     finishedAt: new Date().toISOString(),
     environment: env,
     options: { ...o, servers: o.servers.map((s) => s.id) },
+    startup,
     sessions,
     summary: sum,
     targets: tgs,
+    plot: svgPath,
     errors,
   })
   say()
-  say(`All rounds: ${path} (and latest.json)`)
+  say(`All rounds: ${path} (and latest.json); plot: ${svgPath} (and latest-cpu-per-msg.svg)`)
   if (errors.length > 0) {
     say()
     say(`HARNESS ERRORS (${errors.length}):`)
@@ -309,28 +501,11 @@ async function runScale(
   const n = Math.min(want, serverNofile - 1024)
   const perGen = Math.max(1000, Math.min(25_000, genNofile - 512))
   const gens = Math.ceil(n / perGen)
-  // Past one source address's ephemeral port range, spread connections over 127.X.a.b with
-  // the client's localAddress. That means bind() before connect(), which only searches half
-  // of the range (odd ports) and must avoid every socket on the address, TIME_WAIT included:
-  // it slows down as the range fills, so each address gets about a third of it, and a random
-  // second octet keeps a run clear of what a previous run left behind. Below that, plain
-  // connect() from the default address is cheaper (and may reuse TIME_WAIT ports on loopback).
-  const range = ephemeralPorts()
-  const bind = n > Math.floor(range * 0.8)
-  const perAddress = Math.max(1000, Math.floor(range * 0.35))
-  const octet = 1 + Math.floor(Math.random() * 254)
-  let nextAddress = 2
-  const addresses = Array.from({ length: gens }, (_x, i) =>
-    bind
-      ? Array.from(
-          { length: Math.ceil((Math.floor(n / gens) + (i < n % gens ? 1 : 0)) / perAddress) },
-          () => {
-            const k = nextAddress++
-            return `127.${octet}.${k >> 8}.${k & 255}`
-          },
-        )
-      : [],
-  )
+  // wirelog keeps its default per-IP cap (1,000), so connections are spread over 127.X.a.b
+  // source addresses (the client's localAddress), at most 900 each: bind() before connect()
+  // then finds free ports at once, since each address holds few sockets.
+  const all = sourceAddresses(Math.ceil(n / PER_SOURCE_ADDRESS))
+  const addresses = Array.from({ length: gens }, (_x, i) => all.filter((_a, k) => k % gens === i))
   const notes: string[] = []
   if (n < want) {
     notes.push(
@@ -338,31 +513,42 @@ async function runScale(
         `(hard limit here; raising it needs CAP_SYS_RESOURCE or a higher limit from the caller)`,
     )
   }
+  const extraFlags: string[] = []
+  if (n > 49_000) {
+    extraFlags.push('--max-connections', String(n + 1000))
+    notes.push(`--max-connections raised to ${n + 1000} (wirelog's default is 50,000)`)
+  }
   say(
-    `Scale: ${n.toLocaleString('en-US')} idle connections to one wirelog process (text log), from ${gens} generator(s) ${bind ? `bound to ${addresses.flat().join(', ')}` : 'on the default source address'}`,
+    `Scale: ${n.toLocaleString('en-US')} idle connections to one wirelog process (text log), from ${gens} generator(s) over ${all.length} source addresses (${all[0]} …)`,
   )
   for (const note of notes) say(`  note: ${note}`)
-  let server: ServerProcess | undefined
+  let server: ServerUnderTest | undefined
   let generators: Generators | undefined
   const errors: string[] = []
   let result: Awaited<ReturnType<typeof runIdle>> | undefined
-  let log: Awaited<ReturnType<ServerProcess['close']>> | undefined
+  let log: Awaited<ReturnType<ServerUnderTest['close']>> | undefined
+  const t0 = Date.now()
+  progress.status(
+    () =>
+      `scale: ${n.toLocaleString('en-US')} idle connections · ${duration((Date.now() - t0) / 1000)}`,
+  )
   try {
     ;[server, generators] = await startPair(
       () =>
-        ServerProcess.start(
-          'text',
-          {
+        startServer({
+          name: 'text',
+          config: {
             kind: 'wirelog',
             logging: true,
             format: 'text',
             sync: false,
             heartbeat: o.heartbeat,
+            extraFlags,
             maxLifetimeMs: 3_600_000,
           },
           place,
-          serverNofile,
-        ),
+          nofile: serverNofile,
+        }),
       () => Generators.start(place, gens, genNofile, 3_600_000),
     )
     result = await runIdle(server, generators, {
@@ -374,12 +560,14 @@ async function runScale(
     if (result.failed > 0) errors.push(`${result.failed} connections failed: ${result.firstError}`)
     await generators.close()
     log = await server.close()
+    if (log && log.exitCode !== 0) errors.push(`wirelog exited ${log.exitCode} after SIGTERM`)
   } catch (err) {
     errors.push(await explain(err, server, generators))
   } finally {
     generators?.kill()
     server?.kill()
   }
+  progress.done()
   if (result) {
     const kb = result.rssPerConn / 1024
     say()
@@ -420,6 +608,17 @@ async function runScale(
   return errors.length > 0 ? 1 : 0
 }
 
+/** Make uWebSockets.js ready if the run includes it; otherwise drop it from the run with a note. */
+function uwsFor(o: Options): UwsStatus | undefined {
+  if (!o.servers.some((s) => s.config.kind === 'uws')) return undefined
+  const status = prepareUws(o.uwsInstall, (line) => progress.line(line))
+  if (!status.available) {
+    o.servers = o.servers.filter((s) => s.config.kind !== 'uws')
+    say(`note: uWebSockets.js skipped: ${status.note}`)
+  }
+  return status
+}
+
 async function main(): Promise<number> {
   let o: Options
   try {
@@ -437,7 +636,7 @@ async function main(): Promise<number> {
     throw err
   }
   if (o.profile !== 'scale' && o.idleConnections > 0) {
-    // One process and one source address hold the idle connections here; more is --scale's job.
+    // One process holds the idle connections here; more is --scale's job.
     const most = Math.min(
       reachableNofile(o.idleConnections + 2048) - 2048,
       Math.floor(ephemeralPorts() * 0.8),
@@ -454,6 +653,7 @@ async function main(): Promise<number> {
   const pin = o.pin && allowed.length >= 2 && hasTaskset()
   const place: Placement = {
     dir: HERE,
+    cli: resolve(ROOT, 'dist', 'cli.js'),
     serverCpu: pin ? allowed[0] : undefined,
     generatorCpus: pin ? allowed.slice(1) : [],
     generators: o.generators ?? Math.max(1, Math.min(4, allowed.length - 1)),
@@ -461,14 +661,18 @@ async function main(): Promise<number> {
   const pinNote = pin
     ? `server pinned to CPU ${place.serverCpu}, generators to CPU ${place.generatorCpus.join(',')} (taskset)`
     : `not pinned (${!o.pin ? '--no-pin' : allowed.length < 2 ? 'only one CPU' : 'taskset not found'})`
-  const env = environment(o, place, pinNote)
+  // Probe which CPU clock this kernel offers before the header names it.
+  cpuSeconds(process.pid)
+  const uws = o.profile === 'scale' ? undefined : uwsFor(o)
+  const env = environment(o, place, pinNote, uws)
   say(
     `wirelog bench (${o.profile}) — node ${env.node}, ws ${env.ws}${env.bufferutil ? ' + bufferutil' : ' (no bufferutil)'}, ` +
       `${allowed.length} CPU(s): ${env.cpu}`,
   )
   say(
-    `${pinNote}; ${place.generators} generator process(es); logs in ${env.tmpdir} (${env.tmpFs}); wirelog heartbeat ${o.heartbeat > 0 ? `${o.heartbeat} s` : 'off'}`,
+    `${pinNote}; ${place.generators} generator process(es); logs in ${env.tmpdir} (${env.tmpFs}); server CPU from ${cpuClock()}`,
   )
+  if (uws?.available) say(`uWebSockets.js: ${uws.note}`)
   if (o.cpuProf) {
     say(
       `CPU profiles of the servers go to ${resolve(ROOT, o.outDir, 'profiles')}; profiling skews every figure`,
@@ -481,10 +685,11 @@ async function main(): Promise<number> {
   )
   return o.profile === 'scale'
     ? runScale(o, place, env, started)
-    : runRounds(o, place, env, started)
+    : runRounds(o, place, env, started, uws)
 }
 
 function cleanUp(): void {
+  progress.done()
   killAll()
   removeServerDirs()
 }
@@ -502,6 +707,7 @@ main().then(
     process.exitCode = code
   },
   (err: unknown) => {
+    progress.done()
     process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`)
     killAll()
     process.exitCode = 1

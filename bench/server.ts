@@ -1,43 +1,41 @@
 /**
- * A server under test (a child process of run.ts), on 127.0.0.1 and a free port:
+ * A reference server (a child process of run.ts), on 127.0.0.1 and a free port. Each replies
+ * to a text message with `Echo: ` + message, concatenated to the raw bytes (no decode/encode:
+ * what a careful hand-written echo server does, and what wirelog does), and echoes binary as
+ * it came; none logs, none pings, none caps connections:
  *
- * - `raw-ws`: the baseline, a bare `ws` WebSocketServer (same ws version and add-ons as
- *   wirelog, same 1 MiB maxPayload, no compression) replying `Echo: ` + message the way a
- *   careful hand-written echo server would (prefix concatenated to the raw bytes, no
- *   decode/encode), with no logging and no events; `raw-ws-cork` is the same plus corking;
- * - `wirelog`: `createServer()` with its defaults except: loopback bind, no connection caps
- *   (the idle and scale parts open tens of thousands from one IP), heartbeat as configured
- *   (the bench default is off: the baseline has none and a 30 s sweep would land in some
- *   measurement windows and not others), and the log in a temp dir deleted afterwards.
+ * - `raw-ws`: a bare `ws` WebSocketServer (the same ws version and add-ons as wirelog, the same
+ *   1 MiB maxPayload, no compression);
+ * - `raw-ws-cork`: the same, plus corking the socket for the rest of the tick on the first
+ *   send, as wirelog does, so that the echoes of one read leave in one write. wirelog against
+ *   this one is the cost of wirelog itself (its log, events, limits, heartbeat);
+ * - `uws`: uWebSockets.js (the `uwebsockets` repackage, loaded from the directory uws.ts
+ *   installed it in), with the same payload limit and compression off; it corks inside its
+ *   handlers by itself.
+ *
+ * wirelog itself is not started here: the bench runs the real CLI (`dist/cli.js`).
  *
  * Reports `{ type: 'ready', port, pid }` on stdout, then obeys JSON commands on stdin (see
  * protocol.ts). Ends itself when stdin closes or `maxLifetimeMs` passes.
  */
-import { createReadStream, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { WebSocketServer } from 'ws'
-import { createServer, type WirelogServer } from '../src/index.js'
 import {
   ECHO_PREFIX,
-  type LogReport,
   type ServerCommand,
   type ServerConfig,
   type ServerReport,
 } from './protocol.js'
 
 const cfg = JSON.parse(process.argv[2] ?? '{}') as ServerConfig
-const dir = mkdtempSync(join(tmpdir(), 'wirelog-bench-'))
-const LOG_FILE = 'activity.log'
+const MAX_PAYLOAD = 1024 * 1024
+const PREFIX = Buffer.from(ECHO_PREFIX)
 
 function report(msg: ServerReport): void {
   process.stdout.write(`${JSON.stringify(msg)}\n`)
-}
-
-function cleanup(): void {
-  rmSync(dir, { recursive: true, force: true })
 }
 
 /** What every kind of server offers the harness. */
@@ -45,28 +43,29 @@ interface UnderTest {
   port: number
   /** Open connections now. */
   clients(): number
-  /** Call `fn` on every connect/disconnect until it returns true (then unsubscribe). */
+  /** Call `fn` on every connect/disconnect until it returns true (then stop calling it). */
   watch(fn: () => boolean): void
-  close(): Promise<LogReport | null>
+  close(): Promise<void>
 }
 
-/**
- * The raw baseline. `cork` (the opt-in `raw-ws-cork` server, a reference rather than a
- * baseline) also coalesces the echoes of one read into one write, as wirelog does, so that
- * wirelog's logging cost can be told apart from what its corking saves.
- */
+class Watchers {
+  readonly #set = new Set<() => boolean>()
+  add(fn: () => boolean): void {
+    if (!fn()) this.#set.add(fn)
+  }
+  changed(): void {
+    for (const w of this.#set) if (w()) this.#set.delete(w)
+  }
+}
+
 async function startRaw(cork: boolean): Promise<UnderTest> {
-  const prefix = Buffer.from(ECHO_PREFIX)
   const wss = new WebSocketServer({
     host: '127.0.0.1',
     port: 0,
-    maxPayload: 1024 * 1024,
+    maxPayload: MAX_PAYLOAD,
     perMessageDeflate: false,
   })
-  const watchers = new Set<() => boolean>()
-  const changed = (): void => {
-    for (const w of watchers) if (w()) watchers.delete(w)
-  }
+  const watchers = new Watchers()
   wss.on('connection', (ws, req) => {
     // ws writes to the very socket of the upgrade request.
     const socket = req.socket
@@ -81,13 +80,13 @@ async function startRaw(cork: boolean): Promise<UnderTest> {
         socket.cork()
         process.nextTick(uncork)
       }
-      ws.send(isBinary ? data : Buffer.concat([prefix, data], prefix.length + data.length), {
+      ws.send(isBinary ? data : Buffer.concat([PREFIX, data], PREFIX.length + data.length), {
         binary: isBinary,
       })
     })
     ws.on('error', () => {})
-    ws.on('close', changed)
-    changed()
+    ws.on('close', () => watchers.changed())
+    watchers.changed()
   })
   await new Promise<void>((resolve, reject) => {
     wss.once('listening', resolve)
@@ -96,63 +95,101 @@ async function startRaw(cork: boolean): Promise<UnderTest> {
   return {
     port: (wss.address() as AddressInfo).port,
     clients: () => wss.clients.size,
-    watch: (fn) => {
-      if (!fn()) watchers.add(fn)
-    },
+    watch: (fn) => watchers.add(fn),
     close: async () => {
       for (const ws of wss.clients) ws.terminate()
       await new Promise<void>((resolve) => wss.close(() => resolve()))
-      return null
     },
   }
 }
 
-async function startWirelog(): Promise<UnderTest> {
-  const server: WirelogServer = createServer({
-    host: '127.0.0.1',
-    port: 0,
-    timeout: cfg.heartbeat,
-    log: { enabled: cfg.logging, dir, file: LOG_FILE, format: cfg.format, sync: cfg.sync },
-    limits: { maxConnections: 0, maxConnectionsPerIp: 0 },
+/** The part of uWebSockets.js used here (the package's own types are not a dependency). */
+interface UwsSocket {
+  send(message: Uint8Array, isBinary: boolean): number
+  end(code?: number): void
+}
+interface UwsApp {
+  ws(
+    pattern: string,
+    behaviour: {
+      compression: number
+      maxPayloadLength: number
+      maxBackpressure: number
+      idleTimeout: number
+      sendPingsAutomatically: boolean
+      open: (ws: UwsSocket) => void
+      message: (ws: UwsSocket, message: ArrayBuffer, isBinary: boolean) => void
+      close: (ws: UwsSocket) => void
+    },
+  ): UwsApp
+  listen(host: string, port: number, cb: (token: unknown) => void): UwsApp
+  close(): UwsApp
+}
+interface Uws {
+  App(): UwsApp
+  DISABLED: number
+  us_socket_local_port(token: unknown): number
+  us_listen_socket_close(token: unknown): void
+}
+
+async function startUws(dir: string): Promise<UnderTest> {
+  const uws = createRequire(join(dir, 'package.json'))('uwebsockets') as Uws
+  const open = new Set<UwsSocket>()
+  const watchers = new Watchers()
+  let dropped = 0
+  const app = uws.App().ws('/*', {
+    compression: uws.DISABLED,
+    maxPayloadLength: MAX_PAYLOAD,
+    // As much room as wirelog's default outbound cap per client (8 MiB): nothing is dropped.
+    maxBackpressure: 8 * 1024 * 1024,
+    idleTimeout: 0,
+    sendPingsAutomatically: false,
+    open: (ws) => {
+      open.add(ws)
+      watchers.changed()
+    },
+    message: (ws, message, isBinary) => {
+      // `message` is only valid during this call; concat copies it.
+      const data = new Uint8Array(message)
+      const status = ws.send(
+        isBinary ? data : Buffer.concat([PREFIX, data], PREFIX.length + data.length),
+        isBinary,
+      )
+      if (status === 2 && dropped++ === 0)
+        report({ type: 'error', message: 'uws dropped an echo (backpressure limit)' })
+    },
+    close: (ws) => {
+      open.delete(ws)
+      watchers.changed()
+    },
   })
-  const addr = await server.listen()
+  const token = await new Promise<unknown>((resolve, reject) => {
+    app.listen('127.0.0.1', 0, (t) => (t ? resolve(t) : reject(new Error('uws: listen failed'))))
+  })
   return {
-    port: addr.port,
-    clients: () => server.clients.size,
-    watch: (fn) => {
-      if (fn()) return
-      // Subscribed only while someone waits, so the measured message path carries no extra handler.
-      const offs: Array<() => void> = []
-      const check = (): void => {
-        if (fn()) for (const off of offs.splice(0)) off()
-      }
-      offs.push(server.events.on('ws', 'client.connected', check))
-      offs.push(server.events.on('ws', 'client.disconnected', check))
-    },
+    port: uws.us_socket_local_port(token),
+    clients: () => open.size,
+    watch: (fn) => watchers.add(fn),
     close: async () => {
-      await server.close('bench done')
-      const stats = server.activityLog?.stats
-      if (!stats) return null
-      const files = readdirSync(dir).filter((f) => f.startsWith(LOG_FILE))
-      let fileLines = 0
-      let fileBytes = 0
-      for (const f of files) {
-        fileLines += await countLines(join(dir, f))
-        fileBytes += statSync(join(dir, f)).size
-      }
-      return { ...stats, fileLines, fileBytes }
+      uws.us_listen_socket_close(token)
+      for (const ws of [...open]) ws.end(1001)
+      app.close()
     },
   }
 }
 
-/** Newlines in a file, streamed (a saturated run writes hundreds of MB). */
-async function countLines(path: string): Promise<number> {
-  let n = 0
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    const buf = chunk as Buffer
-    for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) n++
+function start(): Promise<UnderTest> {
+  switch (cfg.kind) {
+    case 'raw-ws':
+      return startRaw(false)
+    case 'raw-ws-cork':
+      return startRaw(true)
+    case 'uws':
+      if (!cfg.uwsDir) throw new Error('uws: no uwsDir in the config')
+      return startUws(cfg.uwsDir)
+    default:
+      throw new Error(`server.ts does not run ${JSON.stringify(cfg.kind)}`)
   }
-  return n
 }
 
 function gc(): void {
@@ -165,12 +202,10 @@ function gc(): void {
 }
 
 async function main(): Promise<void> {
-  const s =
-    cfg.kind === 'wirelog' ? await startWirelog() : await startRaw(cfg.kind === 'raw-ws-cork')
+  const s = await start()
   let closing = false
   const lifetime = setTimeout(() => {
     report({ type: 'error', message: `server lived past its limit of ${cfg.maxLifetimeMs} ms` })
-    cleanup()
     process.exit(1)
   }, cfg.maxLifetimeMs)
 
@@ -198,24 +233,20 @@ async function main(): Promise<void> {
       } else if (c.cmd === 'close' && !closing) {
         closing = true
         s.close()
-          .then((log) => {
-            cleanup()
+          .then(() => {
             clearTimeout(lifetime)
-            report({ type: 'closed', log })
+            report({ type: 'closed' })
             process.exit(0)
           })
           .catch(fatal)
       }
     })
+    // The orchestrator is gone (or done with us) without a 'close': leave.
     .on('close', () => {
-      // The orchestrator is gone (or done with us) without a 'close': leave nothing behind.
-      if (!closing) {
-        cleanup()
-        process.exit(0)
-      }
+      if (!closing) process.exit(0)
     })
 
-  report({ type: 'ready', port: s.port, pid: process.pid, dir })
+  report({ type: 'ready', port: s.port, pid: process.pid })
 }
 
 function fatal(err: unknown): void {
@@ -223,17 +254,10 @@ function fatal(err: unknown): void {
     type: 'error',
     message: err instanceof Error ? (err.stack ?? err.message) : String(err),
   })
-  cleanup()
   process.exit(1)
 }
 
 process.on('uncaughtException', fatal)
 process.on('unhandledRejection', fatal)
-// Ctrl-C reaches the whole process group: leave no temp dir behind.
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    cleanup()
-    process.exit(130)
-  })
-}
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130))
 main().catch(fatal)

@@ -58,3 +58,67 @@ export function percentiles(samples: Float64Array, n: number): Percentiles {
     max: n > 0 ? s[n - 1]! : Number.NaN,
   }
 }
+
+/**
+ * A FIFO of times (ms), one per message in flight on a connection: a growable ring, so a
+ * steady state allocates nothing. `push` refuses (false) past `max` entries.
+ */
+export class TimeQueue {
+  #buf = new Float64Array(64)
+  #head = 0
+  #count = 0
+  readonly #max: number
+
+  constructor(max = 1 << 20) {
+    this.#max = max
+  }
+
+  get length(): number {
+    return this.#count
+  }
+
+  push(t: number): boolean {
+    if (this.#count === this.#buf.length) {
+      if (this.#buf.length >= this.#max) return false
+      const bigger = new Float64Array(this.#buf.length * 2)
+      for (let i = 0; i < this.#count; i++)
+        bigger[i] = this.#buf[(this.#head + i) % this.#buf.length]!
+      this.#buf = bigger
+      this.#head = 0
+    }
+    this.#buf[(this.#head + this.#count) % this.#buf.length] = t
+    this.#count++
+    return true
+  }
+
+  /** The oldest time (NaN when empty). */
+  shift(): number {
+    if (this.#count === 0) return Number.NaN
+    const t = this.#buf[this.#head]!
+    this.#head = (this.#head + 1) % this.#buf.length
+    this.#count--
+    return t
+  }
+}
+
+/** Latency samples of one measurement window, up to a fixed number. */
+export class Samples {
+  readonly #buf: Float64Array
+  #n = 0
+
+  constructor(max: number) {
+    this.#buf = new Float64Array(Math.max(0, max))
+  }
+
+  add(v: number): void {
+    if (this.#n < this.#buf.length) this.#buf[this.#n++] = v
+  }
+
+  get count(): number {
+    return this.#n
+  }
+
+  percentiles(): Percentiles {
+    return percentiles(this.#buf, this.#n)
+  }
+}

@@ -1,7 +1,11 @@
 /**
- * The original case study, written with wirelog: configure logging, create the server and
- * its event handlers, register the three events, bind to 0.0.0.0:8080, serve many clients
- * and echo every message.
+ * The original case study, call for call, written with wirelog:
+ *
+ *   1. configure logging          5. register the message event (the handler logs the message)
+ *   2. create the event handler   6. register the disconnect event
+ *   3. create the WebSocket server (timeout 30)
+ *   4. register the connect event 7. bind 0.0.0.0:8080 and listen with a backlog of 5
+ *                                 8. serve many clients, echo every message, shut down cleanly
  *
  *   npm run example                      # ws://0.0.0.0:8080, log in ./logs/websocket_activity.log
  *   PORT=9000 LOG_DIR=/tmp npm run example
@@ -15,44 +19,46 @@ const logging = {
   format: 'text' as const,
 }
 
-// 2. Create the server: echo with the "Echo: " prefix; `timeout: 30` is the heartbeat
-//    interval in seconds (a client that misses two pings in a row is dropped).
+// 3. Create the WebSocket server: `timeout: 30` is the heartbeat interval in seconds (a
+//    client that misses two pings in a row is dropped); `backlog: 5` is the case study's
+//    `listenSocket(5)`. (The server comes first in code: the event handler hangs off it.)
 const server = createServer({
   host: process.env.HOST ?? '0.0.0.0',
   port: Number(process.env.PORT ?? 8080),
   timeout: 30,
+  backlog: 5,
   echoPrefix: 'Echo: ',
   log: logging,
 })
 
-// 3. The event handler: register the three events of the case study. The activity log
-//    already records each of them; these handlers are the application's own reaction.
-const { events } = server
+// 2. The event handler: the bus, and the logger its handlers write their own lines with
+//    (`$events->logger->log(…)`). The server records every event itself as well; the
+//    handler's lines say whose they are (`[events] …`).
+const events = server.events
+const logger = server.log.child('events')
+
+// 4. The connect event.
 events.register('ws', 'client.connected', (e) => {
-  console.log(`[app] hello ${e.client.ip} (${e.client.id}); ${server.clients.size} connected`)
+  logger.info(`Client connected: ${e.client.ip}`, { clients: server.clients.size })
 })
+
+// 5. The message event: the handler logs what it got, as the case study's handler does.
 events.register('ws', 'message.received', (e) => {
-  console.log(`[app] ${e.client.id} said: ${e.binary ? `<${e.bytes} bytes>` : e.data}`)
+  logger.info(`Message received: ${e.binary ? `<${e.bytes} bytes>` : e.data}`)
 })
+
+// 6. The disconnect event.
 events.register('ws', 'client.disconnected', (e) => {
-  console.log(
-    `[app] bye ${e.client.ip} (code ${e.code}, ${e.messagesIn} messages in ${e.durationMs} ms)`,
-  )
+  logger.info(`Client disconnected: ${e.client.ip}`, { code: e.code, messages: e.messagesIn })
 })
 
-// Application events go through the same bus and into the same log.
-events.register('app', 'milestone', (e) =>
-  console.log(`[app] milestone: ${String(e.clients)} clients`),
-)
-events.register('ws', 'client.connected', () => {
-  if (server.clients.size % 100 === 0)
-    events.trigger('app', 'milestone', { clients: server.clients.size })
-})
-
-// 4. Bind and serve until SIGINT/SIGTERM, then shut down gracefully (clients get 1001,
-//    every disconnect is logged, the log is flushed).
+// 7. Bind to 0.0.0.0:8080 and listen (backlog 5, above).
 const address = await server.listen()
 console.log(`[app] listening on ws://${address.address}:${address.port}`)
+
+// 8. Serve: every client gets `Echo: <message>` (the default behaviour) until SIGINT or
+//    SIGTERM, then shut down gracefully (clients get 1001, every disconnect is logged, the
+//    log is flushed).
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     server.close(signal).then(() => console.log('[app] stopped'))

@@ -2,104 +2,174 @@
 /**
  * The `wirelog` command: parse, start, handle signals; exit codes 0 (clean shutdown),
  * 1 (runtime failure), 2 (bad usage).
+ *
+ * Only Node built-ins are imported up front: argument parsing (zod, the options table) and
+ * the server (ws, the log) are loaded when needed, so `--version` starts in the time Node
+ * itself takes.
  */
-import { configFrom, helpText, version } from './cli-args.js'
-import { isWorker, runPrimary, workerCount, workerReady, workerSetup } from './cluster.js'
-import { type Config, ConfigError } from './config.js'
-import { createServer, type WirelogServer } from './server.js'
+import { readFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import type { WirelogServer } from './server.js'
 
+const EXIT_RUNTIME = 1
 const EXIT_USAGE = 2
 
-async function main(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
-  let config: Config
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string
+  }
+  return pkg.version
+}
+
+const say = (line: string): void => {
+  process.stderr.write(`wirelog: ${line}\n`)
+}
+
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`
+
+async function main(argv: readonly string[]): Promise<void> {
+  if (argv.length > 0 && argv.every((a) => a === '-v' || a === '--version')) {
+    process.stdout.write(`${version()}\n`)
+    return
+  }
+  const cli = await import('./cli-args.js')
+  const { ConfigError } = await import('./config.js')
+  let config: import('./config.js').Config
   try {
-    const r = configFrom(argv)
-    if (r.parsed.help) {
-      process.stdout.write(`${helpText()}\n`)
+    const parsed = cli.parseArgs(argv)
+    if (parsed.help) {
+      process.stdout.write(`${cli.helpText()}\n`)
       return
     }
-    if (r.parsed.version) {
+    if (parsed.version) {
       process.stdout.write(`${version()}\n`)
       return
     }
-    config = r.config
+    for (const w of cli.envWarnings()) say(`warning: ${w}`)
+    config = cli.loadConfig(parsed)
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`wirelog: ${err.message}\n`)
+      for (const p of err.problems) say(p)
       process.exitCode = EXIT_USAGE
       return
     }
     throw err
   }
-
-  const workers = workerCount(config.workers)
-  if (workers > 1 && !isWorker()) {
-    process.exitCode = await runPrimary(config, workers, (line) =>
+  const cluster = await import('./cluster.js')
+  const workers = cluster.workerCount(config.workers)
+  if (workers > 1 && !cluster.isWorker()) {
+    process.exitCode = await cluster.runPrimary(config, workers, (line) =>
       process.stderr.write(`wirelog ${version()} ${line}\n`),
     )
     return
   }
-  const { options, deps } = isWorker() ? workerSetup(config) : { options: config, deps: {} }
+  const { options, deps } = cluster.isWorker()
+    ? cluster.workerSetup(config)
+    : { options: config, deps: {} }
+  const { createServer } = await import('./server.js')
   const server = createServer(options, deps)
-  let port: number
+  let addr: AddressInfo
   try {
-    port = (await server.listen()).port
+    addr = await server.listen()
   } catch (err) {
-    process.stderr.write(`wirelog: cannot start: ${(err as Error).message}\n`)
-    process.exitCode = 1
+    say(`cannot start: ${describeError(err)}`)
+    process.exitCode = EXIT_RUNTIME
     // A worker's IPC channel would keep it alive.
-    if (isWorker()) process.disconnect?.()
+    if (cluster.isWorker()) process.disconnect?.()
     return
   }
+  // Handlers first: whoever waits for the line below may signal at once.
   const stop = installSignals(server)
-  if (isWorker()) {
-    workerReady(port, server.activityLog?.path, {
+  if (cluster.isWorker()) {
+    // The primary prints one line for all its workers.
+    cluster.workerReady(addr.port, server.activityLog?.path, {
       shutdown: stop,
       reopen: () => server.activityLog?.reopen(),
     })
     return
   }
   const where = server.activityLog?.path ? `, logging to ${server.activityLog.path}` : ''
-  process.stderr.write(`wirelog ${version()} listening on ws://${config.host}:${port}${where}\n`)
+  const named = addr.address === config.host ? '' : ` (${config.host})`
+  process.stderr.write(`wirelog ${version()} listening on ${wsUrl(addr)}${named}${where}\n`)
 }
 
+/** `ws://127.0.0.1:8080`, `ws://[::1]:8080`. */
+function wsUrl(addr: AddressInfo): string {
+  const host =
+    addr.family === 'IPv6' || addr.address.includes(':') ? `[${addr.address}]` : addr.address
+  return `ws://${host}:${addr.port}`
+}
+
+/**
+ * One clear sentence per error: Node's system errors repeat their code (`listen EADDRINUSE:
+ * address already in use 127.0.0.1:8080`); say what failed, why, and the code once.
+ */
+function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err)
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number; hostname?: string }
+  const code = typeof e.code === 'string' ? e.code : undefined
+  if (code === undefined) return e.message
+  const why = e.message.replace(new RegExp(`^(\\w+ )?${code}:? `), '').replace(/, \w+ '[^']*'$/, '')
+  if (e.syscall === 'listen') {
+    const at =
+      e.address === undefined
+        ? ''
+        : ` on ${e.address.includes(':') ? `[${e.address}]` : e.address}${e.port === undefined ? '' : `:${e.port}`}`
+    return `cannot listen${at}: ${why.replace(/ \S+:\d+$/, '')} (${code})`
+  }
+  if (e.syscall === 'getaddrinfo') return `cannot resolve host ${e.hostname ?? why} (${code})`
+  // Someone else's message that names the code: keep it, but only one mention in a row.
+  if (e.message.includes(code))
+    return e.message.replace(new RegExp(`\\b${code}:?\\s+(?=${code}\\b)`, 'g'), '')
+  return `${e.message} (${code})`
+}
+
+/** Signal handling; returns a graceful stop for other triggers (a worker told by its primary). */
 function installSignals(server: WirelogServer): (reason: string) => void {
   let stopping = false
-  const shutdown = (reason: string): void => {
-    if (stopping) return
+  const stop = (signal: string): void => {
+    if (stopping) {
+      // A second signal while draining: leave now, but not before the log says so and is on disk.
+      const n = server.clients.size
+      say(`forced exit, ${plural(n, 'client')} dropped`)
+      server.log.warn(`forced exit: ${plural(n, 'client')} dropped`)
+      server.activityLog?.flushSync()
+      process.exit(EXIT_RUNTIME)
+    }
     stopping = true
-    server.close(reason).then(
-      () => process.exit(0),
+    const n = server.clients.size
+    say(
+      n > 0
+        ? `draining ${plural(n, 'client')} (Ctrl-C again to force)`
+        : 'shutting down (Ctrl-C again to force)',
+    )
+    server.close(signal).then(
+      () => {
+        say('stopped')
+        process.exit(0)
+      },
       (err: unknown) => {
-        process.stderr.write(`wirelog: error during shutdown: ${String(err)}\n`)
-        process.exit(1)
+        say(`error during shutdown: ${describeError(err)}`)
+        process.exit(EXIT_RUNTIME)
       },
     )
-  }
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      // A second signal while draining: leave now, but not before the log is on disk.
-      server.activityLog?.flushSync()
-      process.exit(1)
-    }
-    shutdown(signal)
   }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
   process.on('SIGHUP', () => server.activityLog?.reopen())
   const fatal = (err: unknown): void => {
-    process.stderr.write(
-      `wirelog: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-    )
+    say(`fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
     server.activityLog?.flushSync()
-    process.exit(1)
+    process.exit(EXIT_RUNTIME)
   }
   process.on('uncaughtException', fatal)
   process.on('unhandledRejection', fatal)
-  return shutdown
+  return (reason) => {
+    if (!stopping) stop(reason)
+  }
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`wirelog: ${err instanceof Error ? err.message : String(err)}\n`)
-  process.exitCode = 1
+main(process.argv.slice(2)).catch((err: unknown) => {
+  say(err instanceof Error ? err.message : String(err))
+  process.exitCode = EXIT_RUNTIME
 })

@@ -10,6 +10,7 @@ import { z } from 'zod'
 import type { AdmissionHook } from './admission.js'
 import type { AuthorizeHook } from './auth/permissions.js'
 import { type Behaviour, isBehaviour } from './behaviour.js'
+import { editDistance } from './events.js'
 import { compileTrust } from './proxy.js'
 
 const KiB = 1024
@@ -208,7 +209,7 @@ const forwardSchema = z
     /** Events forwarded, as patterns of the json line's `event` (`*` any characters): `client.*`, `topic.published`, `app:*`. */
     events: z.array(z.string().min(1)).default(['*']),
     /** Lines held while a destination is slow or down; beyond, lines are dropped and counted. */
-    buffer: posInt.max(10_000_000).default(10_000),
+    backlog: posInt.max(10_000_000).default(10_000),
     redis: z
       .object({
         /** Stream key to XADD every forwarded line to (off when unset). */
@@ -349,9 +350,19 @@ export type WirelogOptions = z.input<typeof configSchema>
 /** The validated, frozen configuration a server runs with. */
 export type Config = Readonly<z.output<typeof configSchema>>
 
-/** A configuration error; `message` names the option (or flag) and what it accepts. */
+/**
+ * A configuration error; `message` names the option (or flag, variable, file) and what it
+ * accepts. When there is more than one mistake, `problems` holds them all, one per line of
+ * `message`.
+ */
 export class ConfigError extends TypeError {
   readonly code = 'WIRELOG_ERR_CONFIG'
+  readonly problems: readonly string[]
+  constructor(problems: string | readonly string[]) {
+    const list = typeof problems === 'string' ? [problems] : problems
+    super(list.join('\n'))
+    this.problems = list
+  }
 }
 
 type Kind = 'string' | 'int' | 'number' | 'bool' | 'enum' | 'list' | 'trust' | 'count'
@@ -364,22 +375,39 @@ export interface OptionSpec {
   readonly kind: Kind
   readonly values?: readonly string[]
   readonly help: string
-  /** What the option accepts, for error messages. */
+  /** What the option accepts, for error messages (numbers: the range comes from the schema). */
   readonly accepts: string
+  /** The value placeholder `--help` shows (`<port>`, `<ms>`, …); empty for booleans. */
+  readonly arg: string
 }
+
+/** Either the values of an enum, or the placeholder `--help` shows (and the values). */
+type SpecExtra = readonly string[] | { readonly arg?: string; readonly values?: readonly string[] }
+
+const INT = 'an integer'
+const BYTES = 'a whole number of bytes'
+const MS = 'a whole number of milliseconds'
+const SECONDS = 'a number of seconds'
+const WHOLE_SECONDS = 'a whole number of seconds'
+const BOOL = 'true or false'
+
+/** Placeholders for numbers, by what they count. */
+const NUMBER_ARG = new Map([
+  [BYTES, '<bytes>'],
+  [MS, '<ms>'],
+  [SECONDS, '<seconds>'],
+  [WHOLE_SECONDS, '<seconds>'],
+])
 
 function spec(
   path: string,
   kind: Kind,
   help: string,
   accepts: string,
-  values?: readonly string[],
+  extra?: SpecExtra,
 ): OptionSpec {
   const flag = `--${path.replace(/^(limits|log)\./, (_m, g) => (g === 'log' ? 'log-' : '')).replace(/[A-Z.]/g, (c) => (c === '.' ? '-' : `-${c.toLowerCase()}`))}`
-  const env = `WIRELOG_${flag.slice(2).replace(/-/g, '_').toUpperCase()}`
-  return values
-    ? { path, flag, env, kind, help, accepts, values }
-    : { path, flag, env, kind, help, accepts }
+  return named(flag, path, kind, help, accepts, extra)
 }
 
 /** An option whose flag is not derived from its path. */
@@ -389,22 +417,32 @@ function named(
   kind: Kind,
   help: string,
   accepts: string,
-  values?: readonly string[],
+  extra?: SpecExtra,
 ): OptionSpec {
   const env = `WIRELOG_${flag.slice(2).replace(/-/g, '_').toUpperCase()}`
+  const values = Array.isArray(extra) ? extra : (extra as { values?: readonly string[] })?.values
+  const given = Array.isArray(extra) ? undefined : (extra as { arg?: string } | undefined)?.arg
+  const arg =
+    given ??
+    {
+      bool: '',
+      trust: '[<hops|list>]',
+      enum: `<${values?.join('|')}>`,
+      list: '<list>',
+      string: '<text>',
+      int: NUMBER_ARG.get(accepts) ?? '<n>',
+      number: NUMBER_ARG.get(accepts) ?? '<n>',
+      count: '<n|auto>',
+    }[kind]
   return values
-    ? { path, flag, env, kind, help, accepts, values }
-    : { path, flag, env, kind, help, accepts }
+    ? { path, flag, env, kind, help, accepts, arg, values }
+    : { path, flag, env, kind, help, accepts, arg }
 }
-
-const INT = 'a whole number'
-const BYTES = 'a whole number of bytes'
-const BOOL = 'true or false'
 
 /** Every CLI flag / environment variable, in `--help` order. */
 export const OPTIONS: readonly OptionSpec[] = [
-  spec('host', 'string', 'interface to bind', 'a host name or IP address'),
-  spec('port', 'int', 'TCP port (0 = any free port)', 'an integer from 0 to 65535'),
+  spec('host', 'string', 'interface to bind', 'a host name or IP address', { arg: '<host>' }),
+  spec('port', 'int', 'TCP port (0 = any free port)', INT, { arg: '<port>' }),
   spec(
     'behaviour',
     'enum',
@@ -416,31 +454,26 @@ export const OPTIONS: readonly OptionSpec[] = [
   spec(
     'timeout',
     'number',
-    'heartbeat interval in seconds (0 = off)',
-    'a number of seconds from 0 to 86400',
+    'heartbeat interval in seconds: a ping to every client this often (0 = off)',
+    SECONDS,
   ),
-  spec(
-    'heartbeatMissed',
-    'int',
-    'unanswered pings before a client is terminated',
-    'an integer from 1 to 100',
-  ),
+  spec('heartbeatMissed', 'int', 'unanswered pings in a row before a client is terminated', INT),
   spec(
     'idleTimeout',
     'number',
-    'close clients silent this many seconds (0 = never)',
-    'a number of seconds from 0 to 86400',
+    'seconds a client may send nothing before it is closed with 4001 (0 = never)',
+    SECONDS,
   ),
   spec(
     'shutdownTimeout',
     'int',
-    'ms to wait for clients on shutdown',
-    'an integer from 0 to 600000',
+    'milliseconds shutdown waits for clients to close before terminating them',
+    MS,
   ),
   spec(
     'allowedOrigins',
     'list',
-    'comma-separated allowed origins (empty = any)',
+    'comma-separated origins allowed to connect (empty = any)',
     'a comma-separated list of origins',
   ),
   spec(
@@ -452,8 +485,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   spec(
     'backlog',
     'int',
-    'listen backlog (the kernel caps it at net.core.somaxconn)',
-    'an integer from 1 to 65535',
+    "pending-connection queue length passed to listen() (Node's default is 511; the kernel caps it at net.core.somaxconn)",
+    INT,
   ),
   spec(
     'health',
@@ -467,11 +500,16 @@ export const OPTIONS: readonly OptionSpec[] = [
     'string',
     'token that opens admin endpoints on a non-loopback bind',
     'a string of at least 16 characters',
+    { arg: '<token>' },
   ),
   spec('perMessageDeflate', 'bool', 'enable permessage-deflate (with limits)', BOOL),
-  spec('log.enabled', 'bool', 'write the activity log', BOOL),
-  spec('log.dir', 'string', 'activity log directory', 'a directory path'),
-  spec('log.file', 'string', 'activity log file name', 'a file name'),
+  spec('log.enabled', 'bool', 'write the activity log (--no-log turns it off)', BOOL),
+  spec('log.dir', 'string', 'activity log directory (created if missing)', 'a directory path', {
+    arg: '<path>',
+  }),
+  spec('log.file', 'string', 'activity log file name inside the directory', 'a file name', {
+    arg: '<name>',
+  }),
   spec('log.format', 'enum', 'activity log format', 'one of: text, json, plain', [
     'text',
     'json',
@@ -489,56 +527,91 @@ export const OPTIONS: readonly OptionSpec[] = [
   spec(
     'log.preview',
     'int',
-    'bytes of each payload shown in the log',
-    'an integer from 0 to 65536',
+    'bytes of each payload shown in the log (the full size is always shown)',
+    BYTES,
   ),
   spec(
     'log.flushInterval',
     'int',
-    'longest ms a line waits before it is written',
-    'an integer from 1 to 10000',
+    'longest time in milliseconds a line waits in memory before it is written',
+    MS,
   ),
-  spec('log.maxBuffer', 'int', 'bytes of unwritten lines held before dropping', BYTES),
-  spec('log.rotate.size', 'int', 'rotate the log at this many bytes (0 = off)', BYTES),
+  spec(
+    'log.maxBuffer',
+    'int',
+    'bytes of unwritten lines held while the file is unwritable; beyond, lines are dropped and counted',
+    BYTES,
+  ),
+  spec(
+    'log.rotate.size',
+    'int',
+    'rotate the log when it reaches this many bytes (0 = never by size)',
+    BYTES,
+  ),
   spec(
     'log.rotate.interval',
     'int',
-    'rotate the log every N seconds (0 = off)',
-    `${INT} of seconds`,
+    'rotate the log every this many seconds (0 = never by time)',
+    WHOLE_SECONDS,
   ),
-  spec('log.rotate.keep', 'int', 'rotated files kept', 'an integer from 1 to 1000'),
+  spec('log.rotate.keep', 'int', 'rotated files kept (file.1 … file.N)', INT),
   spec(
     'log.redact',
     'list',
     'extra query parameters / headers whose values the log redacts',
     'a comma-separated list of names',
   ),
-  spec('limits.maxPayload', 'int', 'largest message in bytes (bigger → 1009)', BYTES),
-  spec('limits.maxFragments', 'int', 'most fragments per message (0 = maxPayload/64)', INT),
-  spec('limits.maxConnections', 'int', 'most simultaneous clients (0 = unlimited)', INT),
+  spec(
+    'limits.maxPayload',
+    'int',
+    'largest message in bytes, after decompression (bigger → close 1009)',
+    BYTES,
+  ),
+  spec('limits.maxFragments', 'int', 'most fragments per message (0 = maxPayload / 64)', INT),
+  spec(
+    'limits.maxConnections',
+    'int',
+    'most simultaneous clients (0 = unlimited; over → 503)',
+    INT,
+  ),
   spec(
     'limits.maxConnectionsPerIp',
     'int',
-    'most simultaneous clients per IP (0 = unlimited)',
+    'most simultaneous clients from one IP (0 = unlimited; over → 503)',
     INT,
   ),
-  spec('limits.maxBufferedBytes', 'int', 'outbound bytes queued per client before 4000', BYTES),
-  spec('limits.rateLimit', 'int', 'messages per second per client (0 = unlimited)', INT),
+  spec(
+    'limits.maxBufferedBytes',
+    'int',
+    'outbound bytes queued for one client before it is closed as a slow consumer (4000)',
+    BYTES,
+  ),
+  spec(
+    'limits.rateLimit',
+    'int',
+    'messages per second per client, bursts of 2× (0 = unlimited)',
+    INT,
+  ),
   spec(
     'limits.rateLimitAction',
     'enum',
-    'over the rate limit: drop or close (1008)',
+    'over the rate limit: drop the message, or close (1008)',
     'one of: drop, close',
     ['drop', 'close'],
   ),
-  spec('limits.headersTimeout', 'int', 'ms to receive the upgrade request headers', INT),
+  spec(
+    'limits.headersTimeout',
+    'int',
+    'milliseconds a client has to send the complete upgrade request headers',
+    MS,
+  ),
   // —— topics, sessions, authentication ——
   named(
     '--max-subscriptions',
     'pubsub.maxSubscriptions',
     'int',
     'subscriptions one client may hold',
-    'an integer from 1 to 100000',
+    INT,
   ),
   named(
     '--max-data-bytes',
@@ -552,37 +625,38 @@ export const OPTIONS: readonly OptionSpec[] = [
     'pubsub.historySize',
     'int',
     'messages of history kept per topic (0 = none)',
-    'an integer from 0 to 1000000',
+    INT,
   ),
   named(
     '--history-ttl',
     'pubsub.historyTtl',
     'int',
     'seconds a message stays in history',
-    'a number of seconds from 1 to 2592000',
+    WHOLE_SECONDS,
   ),
-  named(
-    '--history-topics',
-    'pubsub.historyTopics',
-    'int',
-    'topics whose history is kept',
-    'an integer from 1 to 10000000',
-  ),
+  named('--history-topics', 'pubsub.historyTopics', 'int', 'topics whose history is kept', INT),
   named(
     '--session-ttl',
     'pubsub.sessionTtl',
     'int',
     'seconds a disconnected session can be resumed',
-    'a number of seconds from 1 to 604800',
+    WHOLE_SECONDS,
   ),
   named(
     '--dedupe-ttl',
     'pubsub.dedupeTtl',
     'int',
     'seconds a publish id is remembered (idempotent retries)',
-    'a number of seconds from 1 to 86400',
+    WHOLE_SECONDS,
   ),
-  named('--auth-rules', 'pubsub.rules', 'string', 'authorization rules file (JSON)', 'a file path'),
+  named(
+    '--auth-rules',
+    'pubsub.rules',
+    'string',
+    'authorization rules file (JSON)',
+    'a file path',
+    { arg: '<path>' },
+  ),
   named(
     '--auth',
     'auth.mode',
@@ -597,6 +671,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     'string',
     'static tokens file (JSON) for --auth tokens',
     'a file path',
+    { arg: '<path>' },
   ),
   named(
     '--jwt-key',
@@ -604,6 +679,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     'string',
     'JWT key file: PEM public key/certificate, JWK, or HMAC secret',
     'a file path',
+    { arg: '<path>' },
   ),
   named(
     '--jwks-file',
@@ -611,6 +687,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     'string',
     'JWKS file (re-read on an unknown key id)',
     'a file path',
+    { arg: '<path>' },
   ),
   named(
     '--jwks-url',
@@ -618,6 +695,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     'string',
     'JWKS URL (cached, refetched on rotation)',
     'a URL',
+    { arg: '<url>' },
   ),
   named('--jwt-issuer', 'auth.jwt.issuer', 'string', 'required JWT issuer (iss)', 'any text'),
   named('--jwt-audience', 'auth.jwt.audience', 'string', 'required JWT audience (aud)', 'any text'),
@@ -633,7 +711,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     'auth.jwt.clockSkew',
     'int',
     'seconds of clock skew tolerated',
-    'a number of seconds from 0 to 3600',
+    WHOLE_SECONDS,
   ),
   named(
     '--jwt-user-claim',
@@ -641,6 +719,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     'string',
     'JWT claim holding the user id',
     'a claim name',
+    { arg: '<name>' },
   ),
   named(
     '--jwt-permissions-claim',
@@ -648,6 +727,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     'string',
     'JWT claim holding topic permissions',
     'a claim name',
+    { arg: '<name>' },
   ),
   // —— scale-out: broker, workers, forwarding ——
   named(
@@ -676,22 +756,22 @@ export const OPTIONS: readonly OptionSpec[] = [
     '--redis-connect-timeout',
     'broker.redis.connectTimeout',
     'int',
-    'ms to connect to Redis at start-up',
-    `${INT} of milliseconds`,
+    'milliseconds to connect to Redis at start-up',
+    MS,
   ),
   named(
     '--redis-command-timeout',
     'broker.redis.commandTimeout',
     'int',
-    'ms a command waits to be sent while Redis is unreachable',
-    `${INT} of milliseconds`,
+    'milliseconds a command waits to be sent while Redis is unreachable',
+    MS,
   ),
   named(
     '--redis-reply-timeout',
     'broker.redis.replyTimeout',
     'int',
-    'ms to wait for a reply from Redis',
-    `${INT} of milliseconds`,
+    'milliseconds to wait for a reply from Redis',
+    MS,
   ),
   named(
     '--redis-max-queue',
@@ -704,8 +784,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     '--redis-node-ttl',
     'broker.redis.nodeTtl',
     'int',
-    'ms a node stays alive in Redis without a heartbeat',
-    'a whole number of milliseconds, at least 300',
+    'milliseconds a node stays alive in Redis without a heartbeat',
+    MS,
   ),
   named(
     '--workers',
@@ -722,8 +802,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     'a comma-separated list of patterns',
   ),
   named(
-    '--forward-buffer',
-    'forward.buffer',
+    '--forward-backlog',
+    'forward.backlog',
     'int',
     'lines held per destination while it is slow or down',
     INT,
@@ -765,6 +845,45 @@ export const OPTIONS: readonly OptionSpec[] = [
   ),
 ]
 
+/**
+ * Config keys that have no flag: what the README's configuration table says about them.
+ * `library` marks keys only code can set (their values are objects or functions).
+ */
+export const KEY_DOCS: Readonly<Record<string, { help: string; type?: string; library?: true }>> = {
+  behaviour: {
+    help: "`echo` replies to every message, `silent` receives and logs only, `pubsub` speaks wirelog.v1 to every client; a `Behaviour` object (`echo('> ')`, your own) is library only",
+    type: '"echo" | "silent" | "pubsub" | Behaviour',
+  },
+  'pubsub.authorize': {
+    help: 'authorization hook: `(client, op, topic) => boolean | undefined` (undefined leaves it to the rules)',
+    type: 'AuthorizeHook',
+    library: true,
+  },
+  protocols: {
+    help: 'behaviours per subprotocol: a client offering one of these names in `Sec-WebSocket-Protocol` gets that behaviour',
+    type: '{ [subprotocol]: Behaviour }',
+    library: true,
+  },
+  admit: {
+    help: 'admission hooks run before the 101, after the built-in rules (see `AdmissionHook`)',
+    type: 'AdmissionHook | AdmissionHook[]',
+    library: true,
+  },
+  perMessageDeflate: {
+    help: 'permessage-deflate: `false` (off), or an object of its limits (`{}` for the defaults below, which is what `--per-message-deflate` sets)',
+  },
+  'perMessageDeflate.threshold': {
+    help: 'only compress outgoing messages at least this many bytes big',
+  },
+  'perMessageDeflate.level': { help: 'zlib level for outgoing messages' },
+  auth: { help: 'authentication at the upgrade (see Topics, authentication and sessions)' },
+  'auth.jwt': { help: 'JWT verification: exactly one of `key`, `jwksFile`, `jwksUrl`' },
+  'auth.jwt.jwksCacheMaxAge': { help: 'seconds a fetched JWKS is trusted before it is refetched' },
+  'auth.jwt.jwksCooldown': { help: 'fewest seconds between two JWKS fetches' },
+  pubsub: { help: 'topics, history and sessions of `wirelog.v1`' },
+  broker: { help: 'where topics, sessions and presence live' },
+}
+
 const byPath = new Map(OPTIONS.map((o) => [o.path, o]))
 
 /** The default of every option, as `--help` shows it. */
@@ -793,10 +912,182 @@ function setPath(obj: Record<string, unknown>, path: string, value: unknown): vo
   cur[keys[keys.length - 1]!] = value
 }
 
+// --- Reading the schema (ranges for messages, key names for suggestions, the README table) ---
+
+/** The parts of a zod schema node this module reads (zod's documented `def` and getters). */
+export interface SchemaNode {
+  readonly def: {
+    readonly type: string
+    readonly innerType?: SchemaNode
+    readonly in?: SchemaNode
+    readonly options?: readonly SchemaNode[]
+    readonly shape?: Readonly<Record<string, SchemaNode>>
+    readonly element?: SchemaNode
+    readonly values?: readonly unknown[]
+    readonly entries?: Readonly<Record<string, unknown>>
+    readonly defaultValue?: unknown
+  }
+  readonly minValue?: number | null
+  readonly maxValue?: number | null
+  readonly isInt?: boolean
+  readonly minLength?: number | null
+}
+
+const WRAPPERS = new Set(['default', 'prefault', 'optional', 'nullable', 'readonly', 'catch'])
+
+/** The schema inside defaults, optionals and pipes. */
+export function unwrap(s: SchemaNode): SchemaNode {
+  for (;;) {
+    if (WRAPPERS.has(s.def.type) && s.def.innerType) s = s.def.innerType
+    else if (s.def.type === 'pipe' && s.def.in) s = s.def.in
+    else return s
+  }
+}
+
+/** The members of a union (or the schema itself). */
+export function alternatives(s: SchemaNode): SchemaNode[] {
+  const u = unwrap(s)
+  return u.def.type === 'union' ? (u.def.options ?? []).flatMap(alternatives) : [u]
+}
+
+/** The object schema a key path descends into (a section, or an object member of a union). */
+function objectOf(s: SchemaNode): SchemaNode | undefined {
+  return alternatives(s).find((a) => a.def.type === 'object')
+}
+
+/** The schema of one dotted config path, undefined for an unknown path. */
+export function schemaAt(path: string): SchemaNode | undefined {
+  let s: SchemaNode | undefined = configSchema as unknown as SchemaNode
+  for (const key of path.split('.')) {
+    const shape: Readonly<Record<string, SchemaNode>> | undefined = s && objectOf(s)?.def.shape
+    s = shape && Object.hasOwn(shape, key) ? shape[key] : undefined
+    if (!s) return undefined
+  }
+  return s
+}
+
+/** Every config key, sections included, depth first in schema order. */
+export function configPaths(): string[] {
+  const out: string[] = []
+  const walk = (s: SchemaNode, prefix: string): void => {
+    const shape = objectOf(s)?.def.shape
+    if (!shape) return
+    for (const [k, v] of Object.entries(shape)) {
+      const path = prefix ? `${prefix}.${k}` : k
+      out.push(path)
+      walk(v, path)
+    }
+  }
+  walk(configSchema as unknown as SchemaNode, '')
+  return out
+}
+
+export interface NumberRange {
+  readonly min: number | undefined
+  readonly max: number | undefined
+  readonly int: boolean
+}
+
+const unbounded = (v: number | null | undefined): boolean =>
+  v === null || v === undefined || !Number.isFinite(v) || Math.abs(v) >= Number.MAX_SAFE_INTEGER
+
+/** The accepted range of a numeric option, from the schema. */
+export function numberRange(path: string): NumberRange | undefined {
+  const s = schemaAt(path)
+  const n = s && alternatives(s).find((a) => a.def.type === 'number')
+  if (!n) return undefined
+  return {
+    min: unbounded(n.minValue) ? undefined : n.minValue!,
+    max: unbounded(n.maxValue) ? undefined : n.maxValue!,
+    int: n.isInt === true,
+  }
+}
+
+/** ` from 1 to 100`, ` (at least 1)`, … */
+export function rangeText(r: NumberRange): string {
+  if (r.min !== undefined && r.max !== undefined) return ` from ${r.min} to ${r.max}`
+  if (r.min !== undefined) return ` (at least ${r.min})`
+  if (r.max !== undefined) return ` (at most ${r.max})`
+  return ''
+}
+
+/** What an option accepts, with the range the schema allows for numbers. */
+export function acceptsText(opt: OptionSpec): string {
+  if ((opt.kind === 'int' || opt.kind === 'number') && !/\bfrom -?\d/.test(opt.accepts)) {
+    const r = numberRange(opt.path)
+    if (r) return opt.accepts + rangeText(r)
+  }
+  return opt.accepts
+}
+
+// --- Suggestions ---
+
+const normal = (s: string): string => s.toLowerCase().replace(/[^a-z0-9]/g, '')
+
+/** Edits tolerated between a misspelt name and a suggestion, by the name's length. */
+const tolerance = (n: number): number => (n <= 3 ? 1 : n <= 8 ? 2 : 3)
+
+export interface Candidate {
+  /** What to suggest. */
+  readonly name: string
+  /** Spellings it may have been meant as (compared without case, dots, dashes, underscores). */
+  readonly forms: readonly string[]
+}
+
+/**
+ * The names `input` was most likely meant as: those with a form equal to it (ignoring case
+ * and separators, so `logDir` finds `log.dir` and `format` finds `log.format`), else the
+ * ones within a few edits.
+ */
+export function suggest(
+  input: string | readonly string[],
+  candidates: readonly Candidate[],
+): string[] {
+  const inputs = (typeof input === 'string' ? [input] : input).map(normal).filter(Boolean)
+  const norm = candidates.map((c) => ({ name: c.name, forms: c.forms.map(normal) }))
+  const exact = norm.filter((c) => c.forms.some((f) => inputs.includes(f))).map((c) => c.name)
+  if (exact.length > 0) return [...new Set(exact)].slice(0, 3)
+  let best = Number.POSITIVE_INFINITY
+  let names: string[] = []
+  for (const c of norm) {
+    let d = Number.POSITIVE_INFINITY
+    for (const i of inputs) {
+      for (const f of c.forms) {
+        const e = editDistance(i, f)
+        if (e <= tolerance(i.length)) d = Math.min(d, e)
+      }
+    }
+    if (d < best) {
+      best = d
+      names = [c.name]
+    } else if (d === best && d < Number.POSITIVE_INFINITY) names.push(c.name)
+  }
+  return [...new Set(names)].slice(0, 3)
+}
+
+/** ` (did you mean "a"?)`, ` (did you mean "a" or "b"?)`, or '' */
+export function didYouMean(names: readonly string[], quote = true): string {
+  if (names.length === 0) return ''
+  const q = names.map((n) => (quote ? `"${n}"` : n))
+  const list = q.length === 1 ? q[0] : `${q.slice(0, -1).join(', ')} or ${q[q.length - 1]}`
+  return ` (did you mean ${list}?)`
+}
+
+const keyCandidates = (): Candidate[] =>
+  configPaths().map((p) => ({ name: p, forms: [p, p.slice(p.lastIndexOf('.') + 1)] }))
+
+/** Suggestions for an unknown (dotted) config key. */
+export function suggestKey(path: string): string[] {
+  const last = path.slice(path.lastIndexOf('.') + 1)
+  return suggest([path, last], keyCandidates())
+}
+
+// --- Strings from argv and the environment ---
+
 /** Turn one string (from argv or env) into the value the schema expects, or throw naming `name`. */
 export function coerce(opt: OptionSpec, raw: string, name: string): unknown {
   const bad = (): never => {
-    throw new ConfigError(`${name}: expected ${opt.accepts}, got ${JSON.stringify(raw)}`)
+    throw new ConfigError(`${name}: expected ${acceptsText(opt)}, got ${JSON.stringify(raw)}`)
   }
   switch (opt.kind) {
     case 'string':
@@ -844,31 +1135,80 @@ export function coerce(opt: OptionSpec, raw: string, name: string): unknown {
   }
 }
 
-/** Values from `WIRELOG_*` environment variables. */
+/** The variable naming the config file (not an option of its own). */
+export const CONFIG_ENV = 'WIRELOG_CONFIG'
+
+/**
+ * Values from `WIRELOG_*` environment variables. Throws one `ConfigError` listing every
+ * variable whose value is malformed.
+ */
 export function fromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
   const out: Record<string, unknown> = {}
+  const problems: string[] = []
   for (const opt of OPTIONS) {
     const raw = env[opt.env]
-    if (raw !== undefined) setPath(out, opt.path, coerce(opt, raw, opt.env))
+    if (raw === undefined) continue
+    try {
+      setPath(out, opt.path, coerce(opt, raw, opt.env))
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err
+      problems.push(...err.problems)
+    }
   }
+  if (problems.length > 0) throw new ConfigError(problems)
   return out
 }
 
+/** A warning for every `WIRELOG_*` variable that is not one of ours, with a suggestion. */
+export function unknownEnv(env: NodeJS.ProcessEnv = process.env): string[] {
+  const known = new Set([CONFIG_ENV, ...OPTIONS.map((o) => o.env)])
+  const candidates: Candidate[] = [
+    { name: CONFIG_ENV, forms: ['config'] },
+    ...OPTIONS.map((o) => ({
+      name: o.env,
+      forms: [o.env.slice(8), o.path, o.path.slice(o.path.lastIndexOf('.') + 1)],
+    })),
+  ]
+  return Object.keys(env)
+    .filter((k) => k.startsWith('WIRELOG_') && !known.has(k))
+    .sort()
+    .map(
+      (k) =>
+        `ignoring unknown environment variable ${k}${didYouMean(suggest(k.slice(8), candidates), false)}`,
+    )
+}
+
+/** `permission denied (EACCES)` for a Node system error, else its message. */
+export function systemMessage(err: unknown): string {
+  const e = err as NodeJS.ErrnoException
+  if (typeof e?.code !== 'string' || typeof e.message !== 'string') return String(err)
+  const text = e.message
+    .replace(new RegExp(`^(\\w+ )?${e.code}:? `), '')
+    .replace(/, \w+ '[^']*'( -> '[^']*')?$/, '')
+  return `${text} (${e.code})`
+}
+
 /** Values from a JSON config file (same shape as `createServer()` options). */
-export function fromFile(file: string): Record<string, unknown> {
+export function fromFile(file: string, name = '--config'): Record<string, unknown> {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
-    throw new ConfigError(`--config: cannot read ${file}: ${(err as Error).message}`)
+    throw new ConfigError(`${name}: cannot read ${file}: ${systemMessage(err)}`)
   }
+  let v: unknown
   try {
-    const v = JSON.parse(text) as unknown
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object')
-    return v as Record<string, unknown>
+    v = JSON.parse(text)
   } catch (err) {
-    throw new ConfigError(`--config: ${file} is not a JSON object: ${(err as Error).message}`)
+    throw new ConfigError(`${file}: not valid JSON: ${(err as Error).message}`)
   }
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new ConfigError(`${file}: expected a JSON object of options, got ${typeName(v)}`)
+  return v as Record<string, unknown>
+}
+
+function typeName(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`
 }
 
 /** Apply one parsed flag value onto a partial options object. */
@@ -910,32 +1250,97 @@ function deepFreeze<T>(obj: T): T {
   return obj
 }
 
+// --- Validation ---
+
+/** Where a value came from, so a message can name it the way the user wrote it. */
+export interface ValueSource {
+  /** A flag or environment variable (`--port`, `WIRELOG_PORT`). */
+  readonly name?: string
+  /** The config file the value is in. */
+  readonly file?: string
+  /** The text as written (flags and environment), shown instead of the parsed value. */
+  readonly raw?: string
+}
+
+function show(v: unknown): string {
+  if (typeof v === 'function') return 'a function'
+  let s: string | undefined
+  try {
+    s = JSON.stringify(v)
+  } catch {}
+  s ??= String(v)
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s
+}
+
+interface Issue {
+  readonly code: string
+  readonly path: readonly PropertyKey[]
+  readonly message: string
+  readonly keys?: readonly string[]
+}
+
+/** One line per mistake in `issue`. */
+function problemsOf(
+  issue: Issue,
+  options: unknown,
+  sourceOf: ((path: string) => ValueSource | undefined) | undefined,
+): Array<[path: string, text: string]> {
+  const at = issue.path.map(String).join('.')
+  if (issue.code === 'unrecognized_keys') {
+    return (issue.keys ?? []).map((k) => {
+      const path = at ? `${at}.${k}` : k
+      const src = sourceOf?.(path)
+      const where = src?.file ? `${src.file}: ` : src?.name ? `${src.name}: ` : ''
+      return [path, `${where}unknown option "${path}"${didYouMean(suggestKey(path))}`]
+    })
+  }
+  const opt = byPath.get(at)
+  const src = sourceOf?.(at)
+  const label =
+    src?.name ?? (src?.file ? `${src.file}: option "${at}"` : at ? `option "${at}"` : 'options')
+  const range = opt ? undefined : numberRange(at)
+  const expected = opt
+    ? `expected ${acceptsText(opt)}`
+    : range
+      ? `expected ${range.int ? 'an integer' : 'a number'}${rangeText(range)}`
+      : issue.message.replace(/^Invalid input: /, '')
+  const why = opt && issue.code === 'custom' ? ` (${issue.message})` : ''
+  const value = src?.raw ?? getPath(options, at)
+  const got = value === undefined ? '' : `, got ${show(value)}`
+  return [[at, `${label}: ${expected}${got}${why}`]]
+}
+
+/** Every dotted path of a plain object, in the order it is written. */
+function writtenOrder(obj: unknown, prefix = '', out = new Map<string, number>()) {
+  if (isPlain(obj)) {
+    for (const [k, v] of Object.entries(obj)) {
+      const p = prefix ? `${prefix}.${k}` : k
+      out.set(p, out.size)
+      writtenOrder(v, p, out)
+    }
+  }
+  return out
+}
+
 /**
- * Validate options into a frozen `Config`. A bad value throws a `ConfigError` naming the
- * option and what it accepts; `labelFor` may name it differently (the CLI names the flag or
- * environment variable the value came from).
+ * Validate options into a frozen `Config`. Bad values throw one `ConfigError` listing every
+ * mistake, each naming the option and what it accepts; unknown keys come with the nearest
+ * known key. `sourceOf` may say where a value came from (the CLI names the flag, environment
+ * variable or file).
  */
 export function resolveConfig(
   options: WirelogOptions | Record<string, unknown> = {},
-  labelFor?: (path: string, opt: OptionSpec | undefined) => string | undefined,
+  sourceOf?: (path: string) => ValueSource | undefined,
 ): Config {
   const result = configSchema.safeParse(options)
   if (!result.success) {
-    const issue = result.error.issues[0]!
-    const path = issue.path.map(String).join('.')
-    const opt = byPath.get(path)
-    const got = getPath(options, path)
-    const label = labelFor?.(path, opt) ?? (path ? `option "${path}"` : 'options')
-    const accepts =
-      opt && issue.code !== 'unrecognized_keys' && issue.code !== 'custom'
-        ? `expected ${opt.accepts}`
-        : issue.message
-    const gotText = got === undefined ? '' : `, got ${JSON.stringify(got)}`
-    throw new ConfigError(
-      issue.code === 'unrecognized_keys'
-        ? `${label}: unknown option${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`
-        : `${label}: ${accepts}${gotText}`,
-    )
+    const order = writtenOrder(options)
+    const lines = result.error.issues
+      .flatMap((i) => problemsOf(i as Issue, options, sourceOf))
+      .map(([path, text], i) => ({ text, rank: order.get(path) ?? order.size + i }))
+      .sort((a, b) => a.rank - b.rank)
+      .map((p) => p.text)
+    throw new ConfigError([...new Set(lines)])
   }
   return deepFreeze(result.data)
 }

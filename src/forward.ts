@@ -9,7 +9,7 @@
  * included). Nothing of it exists when no destination is configured.
  *
  * Never in the way of the sockets: a line is pushed into a bounded per-destination buffer
- * (`forward.buffer` lines) and sent in batches, one batch in flight per destination (the
+ * (`forward.backlog` lines) and sent in batches, one batch in flight per destination (the
  * next waits for its acknowledgement: back-pressure); when the buffer is full, lines are
  * dropped and counted. A destination that is down keeps reconnecting; what its buffer
  * held when it came back is sent then. The client libraries are loaded only when a
@@ -272,7 +272,7 @@ export class Forwarder {
 
   constructor(cfg: Config, report: (msg: string) => void = (m) => process.stderr.write(`${m}\n`)) {
     const f = cfg.forward
-    const buffer = f.buffer
+    const buffer = f.backlog
     if (f.redis.stream !== undefined)
       this.#dests.push(
         new Destination(

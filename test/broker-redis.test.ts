@@ -191,6 +191,7 @@ describe('redis broker', () => {
       await a!.presenceAdd('room', { client: 'ca', node: 'n0', since: 1 })
       await b!.presenceAdd('room', { client: 'cb', node: 'n1', since: 1 })
       await b!.registryAdd({ client: 'cb', user: 'bob', node: 'n1' })
+      assert.equal(await b!.claim('unsettled', 60_000), undefined)
       assert.equal((await a!.presence('room')).length, 2)
       assert.equal(await a!.locate({ user: 'bob' }), 1)
       const t0 = Date.now()
@@ -209,6 +210,11 @@ describe('redis broker', () => {
         'the dead node’s registry entry to be swept',
       )
       c.destroy()
+      assert.equal(
+        await a!.claim('unsettled', 60_000),
+        undefined,
+        'a claim the dead node never settled is free again',
+      )
     } finally {
       await d.done()
     }

@@ -127,7 +127,11 @@ describe('event forwarding', () => {
     const redis = await privateRedis()
     const key = 'events'
     const t = await startServer({
-      forward: { events: ['message.received'], buffer: 50, redis: { stream: key, url: redis.url } },
+      forward: {
+        events: ['message.received'],
+        backlog: 50,
+        redis: { stream: key, url: redis.url },
+      },
     })
     try {
       await waitFor(() => t.server.forwarding[0]!.connected, 'the forwarder connects')

@@ -190,6 +190,8 @@ interface Owned {
   broker: MemoryBroker
   presence: Map<string, Set<string>>
   clients: Set<string>
+  /** Publish claims it took and has not settled. */
+  claims: Set<string>
 }
 
 /** The primary's side: one shared hub, one memory broker per attached worker. */
@@ -208,6 +210,7 @@ export class IpcBrokerHost {
       broker: new MemoryBroker({ ...this.#limits, hub: this.hub }),
       presence: new Map(),
       clients: new Set(),
+      claims: new Set(),
     }
     const listener = (msg: unknown): void => {
       if (isMsg<Call>(msg, 'broker')) void this.#serve(port, owned, msg)
@@ -226,6 +229,9 @@ export class IpcBrokerHost {
     for (const [topic, set] of presence)
       for (const client of set) await broker.presenceRemove(topic, client).catch(() => {})
     for (const client of clients) await broker.registryRemove(client).catch(() => {})
+    // A publish it claimed and never settled: a retry on another worker publishes.
+    for (const key of e.owned.claims)
+      if (this.hub.claims.get(key)?.value === 'pending') this.hub.claims.delete(key)
     await broker.stop().catch(() => {})
   }
 
@@ -249,6 +255,8 @@ export class IpcBrokerHost {
       } else {
         track(o, call.method, args)
         value = await (b[call.method] as (...a: unknown[]) => Promise<unknown>)(...args)
+        if (call.method === 'claim' && value === undefined) o.claims.add(args[0] as string)
+        else if (call.method === 'settle') o.claims.delete(args[0] as string)
       }
       reply = { wl: 'broker-reply', id: call.id, ok: true, value }
     } catch (err) {

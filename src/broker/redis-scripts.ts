@@ -17,7 +17,7 @@
  * | `Ppatterns` | zset | `<node> <pattern>` → expiry ms: whether any node has a pattern interest |
  * | `Pnode:<id>` | string, PX | a node's liveness (heartbeat) |
  * | `Pnodes` | zset | node → expiry ms (to find dead nodes to sweep) |
- * | `Pnk:<id>` | set | what a node owns (presence and registry entries), dropped with it |
+ * | `Pnk:<id>` | set | what a node owns (presence and registry entries, unsettled claims), dropped with it |
  * | `Pn:<id>` | sharded channel | signals to one node |
  * | `Pc:<client>` | hash | registry: `node`, `user` |
  * | `Pu:<user>` | hash | client → node, for every connection of a user |
@@ -275,6 +275,10 @@ for _, node in ipairs(dead) do
         local key = p .. '{' .. a .. '}:pr'
         local v = redis.call('HGET', key, b)
         if v and cjson.decode(v).node == node then redis.call('HDEL', key, b) end
+      elseif kind == 'k' then
+        -- A publish claim the node never settled: let a retry elsewhere publish.
+        local key = p .. 'k:' .. a
+        if redis.call('GET', key) == 'pending' then redis.call('DEL', key) end
       elseif kind == 'c' then
         local key = p .. 'c:' .. a
         local e = redis.call('HMGET', key, 'node', 'user')
@@ -290,4 +294,20 @@ for _, node in ipairs(dead) do
   end
 end
 return swept
+`
+
+/**
+ * Idempotency claim. KEYS: claim key, node's set. ARGV: ttl, key. The first claimer gets nil;
+ * a pending claim is owned by its node, so one that dies with it is released by the sweep.
+ */
+export const CLAIM = `
+local prev = redis.call('SET', KEYS[1], 'pending', 'NX', 'PX', ARGV[1], 'GET')
+if not prev then redis.call('SADD', KEYS[2], 'k\\n' .. ARGV[2]) end
+return prev
+`
+
+/** Settle a claim. KEYS: claim key, node's set. ARGV: value, ttl, key. */
+export const SETTLE = `
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SREM', KEYS[2], 'k\\n' .. ARGV[3])
 `

@@ -102,6 +102,8 @@ const SCRIPTS = {
   locate: script(lua.LOCATE),
   heartbeat: script(lua.HEARTBEAT),
   sweep: script(lua.SWEEP),
+  claim: script(lua.CLAIM),
+  settle: script(lua.SETTLE),
 } as const
 
 export class RedisBroker implements Broker {
@@ -644,20 +646,20 @@ export class RedisBroker implements Broker {
   // —— idempotency ——
 
   async claim(key: string, ttlMs: number): Promise<string | undefined> {
-    const prev = await this.#cmdRaw<string | null>([
-      'SET',
-      this.#ch(`k:${key}`),
-      'pending',
-      'NX',
-      'PX',
-      String(Math.max(1, ttlMs)),
-      'GET',
-    ])
+    const prev = await this.#script<string | null>(
+      SCRIPTS.claim,
+      [this.#ch(`k:${key}`), this.#ch(`nk:${this.#self()}`)],
+      [String(Math.max(1, ttlMs)), key],
+    )
     return prev ?? undefined
   }
 
   async settle(key: string, value: string, ttlMs: number): Promise<void> {
-    await this.#cmdRaw(['SET', this.#ch(`k:${key}`), value, 'PX', String(Math.max(1, ttlMs))])
+    await this.#script(
+      SCRIPTS.settle,
+      [this.#ch(`k:${key}`), this.#ch(`nk:${this.#self()}`)],
+      [value, String(Math.max(1, ttlMs)), key],
+    )
   }
 }
 

@@ -135,7 +135,9 @@ export class Sink {
       closeSync(openSync(path, 'a'))
     } catch (err) {
       const e = err as NodeJS.ErrnoException
-      const out = new Error(`cannot open activity log ${path}: ${e.code ?? ''} ${e.message}`.trim())
+      const out = new Error(
+        `cannot open activity log ${path}: ${e.code ? `${e.message.replace(`${e.code}: `, '').replace(/, \w+ '[^']*'$/, '')} (${e.code})` : e.message}`,
+      )
       ;(out as NodeJS.ErrnoException).code = e.code
       throw out
     }
