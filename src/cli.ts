@@ -55,20 +55,41 @@ async function main(argv: readonly string[]): Promise<void> {
     }
     throw err
   }
+  const cluster = await import('./cluster.js')
+  const workers = cluster.workerCount(config.workers)
+  if (workers > 1 && !cluster.isWorker()) {
+    process.exitCode = await cluster.runPrimary(config, workers, (line) =>
+      process.stderr.write(`wirelog ${version()} ${line}\n`),
+    )
+    return
+  }
+  const { options, deps } = cluster.isWorker()
+    ? cluster.workerSetup(config)
+    : { options: config, deps: {} }
   const { createServer } = await import('./server.js')
-  const server = createServer(config)
+  const server = createServer(options, deps)
   let addr: AddressInfo
   try {
     addr = await server.listen()
   } catch (err) {
     say(`cannot start: ${describeError(err)}`)
     process.exitCode = EXIT_RUNTIME
+    // A worker's IPC channel would keep it alive.
+    if (cluster.isWorker()) process.disconnect?.()
+    return
+  }
+  // Handlers first: whoever waits for the line below may signal at once.
+  const stop = installSignals(server)
+  if (cluster.isWorker()) {
+    // The primary prints one line for all its workers.
+    cluster.workerReady(addr.port, server.activityLog?.path, {
+      shutdown: stop,
+      reopen: () => server.activityLog?.reopen(),
+    })
     return
   }
   const where = server.activityLog?.path ? `, logging to ${server.activityLog.path}` : ''
   const named = addr.address === config.host ? '' : ` (${config.host})`
-  // Handlers first: whoever waits for the line below may signal at once.
-  installSignals(server)
   process.stderr.write(`wirelog ${version()} listening on ${wsUrl(addr)}${named}${where}\n`)
 }
 
@@ -103,9 +124,10 @@ function describeError(err: unknown): string {
   return `${e.message} (${code})`
 }
 
-function installSignals(server: WirelogServer): void {
+/** Signal handling; returns a graceful stop for other triggers (a worker told by its primary). */
+function installSignals(server: WirelogServer): (reason: string) => void {
   let stopping = false
-  const stop = (signal: NodeJS.Signals): void => {
+  const stop = (signal: string): void => {
     if (stopping) {
       // A second signal while draining: leave now, but not before the log says so and is on disk.
       const n = server.clients.size
@@ -142,6 +164,9 @@ function installSignals(server: WirelogServer): void {
   }
   process.on('uncaughtException', fatal)
   process.on('unhandledRejection', fatal)
+  return (reason) => {
+    if (!stopping) stop(reason)
+  }
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

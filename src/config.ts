@@ -172,10 +172,67 @@ const authSchema = z
   })
   .strict()
 
+// —— scale-out: broker, workers, forwarding ——
+
+const redisSchema = z
+  .object({
+    /** `redis://[user:pass@]host[:port][/db]`; `rediss://` for TLS. */
+    url: z
+      .string()
+      .regex(/^rediss?:\/\/[^\s]+$/, 'a redis:// or rediss:// URL')
+      .default('redis://127.0.0.1:6379'),
+    /** Prefix of every key and channel: deployments sharing one Redis use different ones. */
+    prefix: z.string().min(1).max(64).default('wirelog:'),
+    /** Milliseconds to connect (start-up fails beyond it). */
+    connectTimeout: posInt.max(600_000).default(5_000),
+    /** Milliseconds a command may wait to be sent while Redis is unreachable, then fails (never executed). */
+    commandTimeout: posInt.max(600_000).default(2_000),
+    /** Milliseconds to wait for the reply of a sent command. */
+    replyTimeout: posInt.max(600_000).default(10_000),
+    /** Commands in flight toward Redis before new ones are refused (and counted). */
+    maxQueue: posInt.max(10_000_000).default(10_000),
+    /** Milliseconds a node's liveness key lives (refreshed every third): a dead node's presence goes after it. */
+    nodeTtl: posInt.min(300).max(3_600_000).default(15_000),
+  })
+  .strict()
+
 const brokerSchema = z
   .object({
-    /** `memory`: one process. */
-    type: z.enum(['memory']).default('memory'),
+    /** `memory`: one process (or the workers of one host); `redis`: many nodes behind one Redis. */
+    type: z.enum(['memory', 'redis']).default('memory'),
+    redis: redisSchema.prefault({}),
+  })
+  .strict()
+
+const forwardSchema = z
+  .object({
+    /** Events forwarded, as patterns of the json line's `event` (`*` any characters): `client.*`, `topic.published`, `app:*`. */
+    events: z.array(z.string().min(1)).default(['*']),
+    /** Lines held while a destination is slow or down; beyond, lines are dropped and counted. */
+    backlog: posInt.max(10_000_000).default(10_000),
+    redis: z
+      .object({
+        /** Stream key to XADD every forwarded line to (off when unset). */
+        stream: z.string().min(1).optional(),
+        /** Redis for the stream (default: the broker's URL). */
+        url: z
+          .string()
+          .regex(/^rediss?:\/\/[^\s]+$/, 'a redis:// or rediss:// URL')
+          .optional(),
+        /** Approximate length the stream is trimmed to (`MAXLEN ~`). */
+        maxLen: posInt.default(100_000),
+      })
+      .strict()
+      .prefault({}),
+    nats: z
+      .object({
+        /** NATS subject to publish every forwarded line on (off when unset). */
+        subject: z.string().min(1).optional(),
+        /** NATS server(s), comma-separated. */
+        url: z.string().min(1).default('nats://127.0.0.1:4222'),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
 
@@ -262,6 +319,10 @@ export const configSchema = z
     pubsub: pubsubSchema.prefault({}),
     auth: authSchema.prefault({}),
     broker: brokerSchema.prefault({}),
+    /** Processes sharing the port (node:cluster), or `auto` (one per CPU). */
+    workers: z.union([posInt.max(256), z.literal('auto')]).default(1),
+    /** Copies of the activity events for other services (Redis Stream, NATS subject). */
+    forward: forwardSchema.prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -304,7 +365,7 @@ export class ConfigError extends TypeError {
   }
 }
 
-type Kind = 'string' | 'int' | 'number' | 'bool' | 'enum' | 'list' | 'trust'
+type Kind = 'string' | 'int' | 'number' | 'bool' | 'enum' | 'list' | 'trust' | 'count'
 
 export interface OptionSpec {
   /** Dotted path in the config object. */
@@ -371,6 +432,7 @@ function named(
       string: '<text>',
       int: NUMBER_ARG.get(accepts) ?? '<n>',
       number: NUMBER_ARG.get(accepts) ?? '<n>',
+      count: '<n|auto>',
     }[kind]
   return values
     ? { path, flag, env, kind, help, accepts, arg, values }
@@ -667,13 +729,119 @@ export const OPTIONS: readonly OptionSpec[] = [
     'a claim name',
     { arg: '<name>' },
   ),
+  // —— scale-out: broker, workers, forwarding ——
   named(
     '--broker',
     'broker.type',
     'enum',
-    'where topics, sessions and presence live',
-    'one of: memory',
-    ['memory'],
+    'where topics, sessions and presence live: this process, or Redis (many nodes)',
+    'one of: memory, redis',
+    ['memory', 'redis'],
+  ),
+  named(
+    '--redis-url',
+    'broker.redis.url',
+    'string',
+    'Redis of the redis broker (rediss:// for TLS; user:password@ for auth)',
+    'a redis:// or rediss:// URL',
+  ),
+  named(
+    '--redis-prefix',
+    'broker.redis.prefix',
+    'string',
+    'prefix of every Redis key and channel (deployments sharing a Redis differ)',
+    'a string of 1 to 64 characters',
+  ),
+  named(
+    '--redis-connect-timeout',
+    'broker.redis.connectTimeout',
+    'int',
+    'milliseconds to connect to Redis at start-up',
+    MS,
+  ),
+  named(
+    '--redis-command-timeout',
+    'broker.redis.commandTimeout',
+    'int',
+    'milliseconds a command waits to be sent while Redis is unreachable',
+    MS,
+  ),
+  named(
+    '--redis-reply-timeout',
+    'broker.redis.replyTimeout',
+    'int',
+    'milliseconds to wait for a reply from Redis',
+    MS,
+  ),
+  named(
+    '--redis-max-queue',
+    'broker.redis.maxQueue',
+    'int',
+    'commands in flight toward Redis before new ones are refused',
+    INT,
+  ),
+  named(
+    '--redis-node-ttl',
+    'broker.redis.nodeTtl',
+    'int',
+    'milliseconds a node stays alive in Redis without a heartbeat',
+    MS,
+  ),
+  named(
+    '--workers',
+    'workers',
+    'count',
+    'processes sharing the port (auto = one per CPU)',
+    'a whole number from 1 to 256, or auto',
+  ),
+  named(
+    '--forward-events',
+    'forward.events',
+    'list',
+    'events forwarded (patterns of the event name, * = any characters)',
+    'a comma-separated list of patterns',
+  ),
+  named(
+    '--forward-backlog',
+    'forward.backlog',
+    'int',
+    'lines held per destination while it is slow or down',
+    INT,
+  ),
+  named(
+    '--forward-redis-stream',
+    'forward.redis.stream',
+    'string',
+    'Redis Stream key that gets every forwarded event (XADD)',
+    'a key name',
+  ),
+  named(
+    '--forward-redis-url',
+    'forward.redis.url',
+    'string',
+    'Redis of the forwarding stream (default: --redis-url)',
+    'a redis:// or rediss:// URL',
+  ),
+  named(
+    '--forward-redis-maxlen',
+    'forward.redis.maxLen',
+    'int',
+    'approximate length of the forwarding stream (MAXLEN ~)',
+    INT,
+  ),
+  named(
+    '--forward-nats-subject',
+    'forward.nats.subject',
+    'string',
+    'NATS subject that gets every forwarded event',
+    'a subject',
+  ),
+  named(
+    '--forward-nats-url',
+    'forward.nats.url',
+    'string',
+    'NATS server(s) for forwarding, comma-separated',
+    'a nats:// URL',
   ),
 ]
 
@@ -952,6 +1120,12 @@ export function coerce(opt: OptionSpec, raw: string, name: string): unknown {
         .split(',')
         .map((s) => s.trim())
         .filter((s) => s.length > 0)
+    }
+    case 'count': {
+      const v = raw.trim().toLowerCase()
+      if (v === 'auto') return 'auto'
+      if (!/^\d+$/.test(v)) bad()
+      return Number(v)
     }
     case 'list':
       return raw

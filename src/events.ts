@@ -192,6 +192,41 @@ export interface PubsubError {
   readonly message: string
 }
 
+export interface BrokerDown {
+  /** `redis`, … */
+  readonly broker: string
+  /** Why (the connection error). */
+  readonly reason: string
+}
+
+export interface BrokerUp {
+  readonly broker: string
+  /** How long the broker was unreachable, ms. */
+  readonly downMs: number
+  /** Commands refused while it was (publishes among them, answered `UNAVAILABLE`). */
+  readonly dropped: number
+  /** Connections re-established so far. */
+  readonly reconnects: number
+}
+
+export interface WorkerStarted {
+  /** The worker's slot, 1 … N (a restarted worker keeps its slot). */
+  readonly worker: number
+  readonly pid: number
+  /** Times this slot was restarted after a crash. */
+  readonly restarts: number
+}
+
+export interface WorkerExited {
+  readonly worker: number
+  readonly pid: number
+  /** Exit code, or undefined when a signal ended it. */
+  readonly code: number | undefined
+  readonly signal: string | undefined
+  /** True when the worker ended without being asked (it is restarted). */
+  readonly crashed: boolean
+}
+
 /** Payloads of the built-in `ws` events: the closed set of names the server triggers. */
 export interface WsEvents {
   'server.listening': ServerListening
@@ -218,6 +253,10 @@ export interface WsEvents {
   'auth.expired': AuthExpired
   'access.denied': AccessDenied
   'pubsub.error': PubsubError
+  'broker.down': BrokerDown
+  'broker.up': BrokerUp
+  'worker.started': WorkerStarted
+  'worker.exited': WorkerExited
 }
 
 /** A built-in event name. */
@@ -526,6 +565,10 @@ const BUILTIN_NAMES: Record<WsEventName, true> = {
   'auth.expired': true,
   'access.denied': true,
   'pubsub.error': true,
+  'broker.down': true,
+  'broker.up': true,
+  'worker.started': true,
+  'worker.exited': true,
 }
 const BUILTIN: ReadonlySet<string> = new Set(Object.keys(BUILTIN_NAMES))
 

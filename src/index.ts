@@ -15,10 +15,12 @@ export type { AuthorizeHook, Op, TopicOp } from './auth/permissions.js'
 export type { Behaviour } from './behaviour.js'
 export { echo, silent } from './behaviours/echo.js'
 export { MemoryBroker, type MemoryBrokerOptions, MemoryHub } from './broker/memory.js'
+export { BrokerUnavailableError, RedisBroker, type RedisBrokerOptions } from './broker/redis.js'
 export type {
   Broker,
   BrokerHandler,
   BrokerLimits,
+  BrokerStats,
   HistoryResult,
   NodeIdentity,
   PresenceEntry,
@@ -42,6 +44,8 @@ export {
   type AccessDenied,
   type AuthExpired,
   type AuthRefreshed,
+  type BrokerDown,
+  type BrokerUp,
   type ClientConnected,
   type ClientDisconnected,
   type ClientError,
@@ -69,9 +73,12 @@ export {
   type TopicSubscribed,
   type TopicUnsubscribed,
   type UserNamespace,
+  type WorkerExited,
+  type WorkerStarted,
   type WsEventName,
   type WsEvents,
 } from './events.js'
+export type { ForwardStats } from './forward.js'
 export type {
   RouteAccess,
   RouteContext,

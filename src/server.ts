@@ -32,7 +32,7 @@ import { type Authenticator, createAuthenticator } from './auth/index.js'
 import { createAuthorizer, loadRules } from './auth/permissions.js'
 import type { Behaviour } from './behaviour.js'
 import { echo, silent } from './behaviours/echo.js'
-import { MemoryBroker } from './broker/memory.js'
+import { createBroker } from './broker/index.js'
 import type { Broker, HistoryResult, PresenceEntry } from './broker/types.js'
 import { CloseCode } from './close-codes.js'
 import { type Config, ConfigError, resolveConfig, type WirelogOptions } from './config.js'
@@ -45,6 +45,7 @@ import {
   normalizeIp,
 } from './connection.js'
 import { EventBus, emit, type MessageReceived, subscriptionVersion } from './events.js'
+import { Forwarder, type ForwardStats } from './forward.js'
 import { rejectUpgrade } from './http/raw.js'
 import {
   type RouteAccess,
@@ -137,6 +138,7 @@ export class WirelogServer {
   #policy: ConnectionPolicy
   #auth: Authenticator | undefined
   #pubsub!: PubSub
+  #forward: Forwarder | undefined
   #expiry = new Map<Connection, NodeJS.Timeout>()
   #heartbeat: NodeJS.Timeout | undefined
   #idleSweep: NodeJS.Timeout | undefined
@@ -174,6 +176,10 @@ export class WirelogServer {
           (cfg.log.enabled || cfg.log.stdout ? new ActivityLog(cfg.log) : undefined))
     // Recording starts now: events triggered before listen() are logged once the file opens.
     this.activityLog?.attach(this.events)
+    if (Forwarder.wanted(cfg)) {
+      this.#forward = new Forwarder(cfg)
+      this.#forward.attach(this.events)
+    }
     this.log = this.activityLog?.logger('app') ?? NO_LOG
     this.#default =
       typeof cfg.behaviour === 'object'
@@ -196,13 +202,7 @@ export class WirelogServer {
           reorderWait: 200,
         },
         {
-          broker:
-            deps.broker ??
-            new MemoryBroker({
-              historySize: ps.historySize,
-              historyTtl: ps.historyTtl * 1000,
-              historyTopics: ps.historyTopics,
-            }),
+          broker: deps.broker ?? createBroker(cfg),
           authorizer: createAuthorizer({
             authRequired: this.#auth !== undefined,
             rules,
@@ -303,6 +303,16 @@ export class WirelogServer {
   /** Lifecycle state. */
   get state(): ServerState {
     return this.#state
+  }
+
+  /** The broker of topics, sessions and presence (`connected`, `stats()` for readiness and metrics). */
+  get broker(): Broker {
+    return this.#pubsub.broker
+  }
+
+  /** Event forwarding per destination (empty when none is configured). */
+  get forwarding(): ForwardStats[] {
+    return this.#forward?.stats() ?? []
   }
 
   /** Connected clients. */
@@ -413,6 +423,7 @@ export class WirelogServer {
     const cfg = this.config
     try {
       await this.activityLog?.open()
+      await this.#forward?.start()
       // Behaviours (the pubsub router's broker) are ready before the first client can arrive.
       for (const b of this.#allBehaviours()) await b.attach?.(this)
       await new Promise<void>((resolve, reject) => {
@@ -428,6 +439,7 @@ export class WirelogServer {
       if (this.#http.listening) await new Promise((r) => this.#http.close(r))
       for (const b of this.#allBehaviours()) await b.detach?.()?.catch?.(() => {})
       await this.activityLog?.close()
+      await this.#forward?.close()
       throw err
     }
     this.#http.on('error', (err) =>
@@ -470,6 +482,7 @@ export class WirelogServer {
         } catch {}
       }
       await this.activityLog?.close()
+      await this.#forward?.close()
       return
     }
     this.#state = 'CLOSING'
@@ -506,6 +519,7 @@ export class WirelogServer {
     this.#state = 'CLOSED'
     emit(this.events, 'server.closed', { reason })
     await this.activityLog?.close()
+    await this.#forward?.close()
   }
 
   #allBehaviours(): Behaviour[] {

@@ -14,6 +14,7 @@ import type {
   Broker,
   BrokerHandler,
   BrokerLimits,
+  BrokerStats,
   HistoryResult,
   NodeIdentity,
   PresenceEntry,
@@ -63,6 +64,8 @@ export class MemoryBroker implements Broker {
   #opts: Required<Omit<MemoryBrokerOptions, 'hub'>>
   #node: NodeIdentity | undefined
   #sweep: NodeJS.Timeout | undefined
+  #published = 0
+  #received = 0
 
   constructor(options: MemoryBrokerOptions) {
     this.#hub = options.hub ?? new MemoryHub()
@@ -75,9 +78,28 @@ export class MemoryBroker implements Broker {
     }
   }
 
+  stats(): BrokerStats {
+    return {
+      connected: true,
+      published: this.#published,
+      received: this.#received,
+      dropped: 0,
+      reconnects: 0,
+      errors: 0,
+      queue: 0,
+    }
+  }
+
   async start(node: NodeIdentity, handler: BrokerHandler): Promise<void> {
     this.#node = node
-    this.#hub.nodes.set(node.id, { handler, interest: new SubscriptionIndex() })
+    const counted: BrokerHandler = {
+      ...handler,
+      message: (m) => {
+        this.#received++
+        handler.message(m)
+      },
+    }
+    this.#hub.nodes.set(node.id, { handler: counted, interest: new SubscriptionIndex() })
     this.#sweep = setInterval(() => this.#expire(Date.now()), 1000)
     this.#sweep.unref()
   }
@@ -121,6 +143,7 @@ export class MemoryBroker implements Broker {
     for (const [id, n] of hub.nodes) {
       if (id !== node && n.interest.has(topic)) n.handler.message(m)
     }
+    this.#published++
     return m
   }
 

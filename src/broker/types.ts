@@ -113,11 +113,31 @@ export interface BrokerLimits {
   readonly historyTopics: number
 }
 
+/** Counters of a broker, for metrics and readiness. */
+export interface BrokerStats {
+  /** Whether the backend is reachable now. */
+  readonly connected: boolean
+  /** Messages this node published through the broker. */
+  readonly published: number
+  /** Messages of other nodes handed to this node. */
+  readonly received: number
+  /** Commands refused without being executed (backend down, queue full, timed out waiting to be sent). */
+  readonly dropped: number
+  /** Connections re-established after a loss. */
+  readonly reconnects: number
+  /** Connection errors seen. */
+  readonly errors: number
+  /** Commands in flight toward the backend now. */
+  readonly queue: number
+}
+
 export interface Broker {
   /** `memory`, `redis`, … */
   readonly kind: string
   /** Whether the broker can reach its backend (always true in memory). */
   readonly connected: boolean
+  /** Counters for metrics (optional: a broker without them reports nothing). */
+  stats?(): BrokerStats
   start(node: NodeIdentity, handler: BrokerHandler): Promise<void>
   stop(): Promise<void>
 

@@ -88,6 +88,11 @@ export interface ReconnectOptions {
 }
 
 export interface ClientOptions {
+  /**
+   * More servers (nodes of one deployment behind a shared broker): each reconnect tries the
+   * next one, so a client whose node died resumes its session on another.
+   */
+  readonly urls?: readonly string[]
   /** A token, or a function returning a fresh one for every (re)connection. */
   readonly token?: string | (() => string | Promise<string>)
   /** The WebSocket implementation (default: the global one, else the `ws` package). */
@@ -139,8 +144,12 @@ interface Pending {
   reject(e: Error): void
   timer: ReturnType<typeof setTimeout>
   frame: Record<string, unknown>
-  /** Re-sent after a reconnect until answered (publishes). */
+  /** Re-sent after a reconnect, or after `UNAVAILABLE`, until answered (publishes). */
   retry: boolean
+  /** `UNAVAILABLE` answers so far (the retry delay grows with them). */
+  refusals: number
+  /** The last refusal: what the op fails with if its time runs out. */
+  lastError?: WirelogError
   /** The connection it was sent on (0: not sent yet). */
   sentOn: number
 }
@@ -168,13 +177,20 @@ const TRANSIENT = new Set(['DISCONNECTED', 'TIMEOUT', 'UNAVAILABLE'])
 /** Close codes after which reconnecting is pointless (see the server's close-code registry). */
 const TERMINAL = new Set([1000, 1002, 1003, 1007, 1008, 1009, 1010, 4004])
 
-/** Connect to a wirelog server speaking `wirelog.v1`. */
-export function connect(url: string, options: ClientOptions = {}): WirelogClient {
+/**
+ * Connect to a wirelog server speaking `wirelog.v1`; with a list of URLs (or `urls`), each
+ * reconnect goes to the next.
+ */
+export function connect(
+  url: string | readonly string[],
+  options: ClientOptions = {},
+): WirelogClient {
   return new WirelogClient(url, options)
 }
 
 export class WirelogClient {
-  readonly url: string
+  #urls: readonly string[]
+  #urlIndex = 0
   #o: ClientOptions
   #ws: WebSocketLike | undefined
   #state: ClientState = 'connecting'
@@ -196,8 +212,10 @@ export class WirelogClient {
   /** Counts connections, so a queued op is sent once per connection. */
   #generation = 0
 
-  constructor(url: string, options: ClientOptions = {}) {
-    this.url = url
+  constructor(url: string | readonly string[], options: ClientOptions = {}) {
+    const all = [...(typeof url === 'string' ? [url] : url), ...(options.urls ?? [])]
+    this.#urls = all.filter((u, i) => all.indexOf(u) === i)
+    if (this.#urls.length === 0) throw new TypeError('connect(): no server URL')
     this.#o = options
     this.#ready = new Promise((resolve, reject) => {
       this.#readyResolve = resolve
@@ -206,6 +224,11 @@ export class WirelogClient {
     // Unobserved rejections of `ready` must not crash a program that never awaited it.
     this.#ready.catch(() => {})
     void this.#open()
+  }
+
+  /** The server this client connects (or last connected) to. */
+  get url(): string {
+    return this.#urls[this.#urlIndex % this.#urls.length]!
   }
 
   /** Resolves at the first successful connection (and session), rejects if closed before. */
@@ -412,13 +435,14 @@ export class WirelogClient {
       const timer = setTimeout(() => {
         this.#pending.delete(id)
         reject(
-          new WirelogError(
-            'TIMEOUT',
-            `${String(frame.op)}: no answer within ${this.#o.timeout ?? 10_000} ms`,
-          ),
+          p.lastError ??
+            new WirelogError(
+              'TIMEOUT',
+              `${String(frame.op)}: no answer within ${this.#o.timeout ?? 10_000} ms`,
+            ),
         )
       }, this.#o.timeout ?? 10_000)
-      const p: Pending = { resolve, reject, timer, frame: full, retry, sentOn: 0 }
+      const p: Pending = { resolve, reject, timer, frame: full, retry, sentOn: 0, refusals: 0 }
       this.#pending.set(id, p)
       if (this.#state === 'open' && !this.#resuming) this.#transmit(p)
     })
@@ -462,6 +486,7 @@ export class WirelogClient {
       return
     }
     this.#setState('reconnecting')
+    this.#urlIndex++
     // Ops that cannot be retried safely fail now; publishes wait for the next connection.
     for (const [id, p] of this.#pending) {
       if (p.retry) continue
@@ -539,6 +564,20 @@ export class WirelogClient {
     const id = typeof f.id === 'string' ? f.id : undefined
     const p = id !== undefined ? this.#pending.get(id) : undefined
     if (p !== undefined && id !== undefined) {
+      if (p.retry && err.code === 'UNAVAILABLE') {
+        // The server could not publish now (its broker is down or busy): send the same
+        // frame (same id, so it is published once) again after a growing delay, until the
+        // op's timeout, which then rejects with this error.
+        p.lastError = err
+        const delay = Math.min(1000, 50 * 2 ** p.refusals++) * (0.5 + Math.random() / 2)
+        const gen = this.#generation
+        setTimeout(() => {
+          if (this.#pending.get(id) !== p || this.#state !== 'open' || this.#resuming) return
+          if (p.sentOn === gen) p.sentOn = 0
+          this.#transmit(p)
+        }, delay)
+        return
+      }
       this.#pending.delete(id)
       clearTimeout(p.timer)
       // A resume the server cannot honour: start afresh (subscribing with positions).
@@ -585,6 +624,7 @@ export class WirelogClient {
         frame,
         retry: false,
         sentOn: 0,
+        refusals: 0,
       }
       this.#pending.set(id, p)
       this.#transmit(p)

@@ -50,6 +50,11 @@ const EVENT_LEVEL: Record<WsEventName, number | undefined> = {
   'auth.expired': LEVELS.warn,
   'access.denied': LEVELS.warn,
   'pubsub.error': LEVELS.warn,
+  'broker.down': LEVELS.error,
+  'broker.up': LEVELS.info,
+  'worker.started': LEVELS.info,
+  // Crashes are errors, asked-for exits info (see the line below).
+  'worker.exited': LEVELS.info,
 }
 
 export interface ActivityLogStats {
@@ -65,6 +70,16 @@ export interface ActivityLogStats {
   writable: boolean
   /** Size- and time-based rotations done. */
   rotations: number
+}
+
+/**
+ * Hands every line of a log to someone else (the event forwarders run a json log with no
+ * file whose lines go to them). `filter` (namespace, name) skips events before any line is
+ * built.
+ */
+export interface ActivityLogTap {
+  line(line: string): void
+  filter?(ns: string, name: string): boolean
 }
 
 /** Fields of a line written by user code. */
@@ -112,7 +127,15 @@ export class ActivityLog implements Recorder {
   #rotations = 0
   #report: (msg: string) => void
 
-  constructor(cfg: Config['log'], report: (msg: string) => void = defaultReport) {
+  /** Gets every line (after the sinks); see `ActivityLogTap`. */
+  #tap: ActivityLogTap | undefined
+
+  constructor(
+    cfg: Config['log'],
+    report: (msg: string) => void = defaultReport,
+    tap?: ActivityLogTap,
+  ) {
+    this.#tap = tap
     this.#cfg = cfg
     this.#b = createBuilder(cfg.format)
     this.#minLevel = LEVELS[cfg.level]
@@ -240,6 +263,7 @@ export class ActivityLog implements Recorder {
   /** Recorder: whether `ns:name` would be written. */
   wants(ns: string, name: string): boolean {
     if (this.#closed) return false
+    if (this.#tap?.filter && !this.#tap.filter(ns, name)) return false
     const level = ns === 'ws' ? EVENT_LEVEL[name as WsEventName] : LEVELS.info
     return level !== undefined && level >= this.#minLevel
   }
@@ -247,6 +271,7 @@ export class ActivityLog implements Recorder {
   /** Recorder: format and write one event. */
   record(ns: string, name: string, payload: unknown): void {
     if (this.#closed) return
+    if (this.#tap?.filter && !this.#tap.filter(ns, name)) return
     const b = this.#b
     let line: string
     if (ns === 'ws') {
@@ -278,6 +303,7 @@ export class ActivityLog implements Recorder {
     }
     this.#lines++
     for (let i = 0; i < this.#sinks.length; i++) this.#sinks[i]!.write(line)
+    if (this.#tap !== undefined) this.#tap.line(line)
   }
 
   #emit<K extends 'log.error' | 'log.dropped' | 'log.rotated'>(
@@ -503,6 +529,51 @@ export class ActivityLog implements Recorder {
         b.str('error', r.message)
         return true
       }
+      case 'broker.down': {
+        const r = e as WsEvents['broker.down']
+        b.begin(level, name, `Broker down: ${escapeText(r.broker)} (${escapeText(r.reason)})`)
+        b.str('broker', r.broker)
+        b.str('reason', r.reason)
+        return true
+      }
+      case 'broker.up': {
+        const r = e as WsEvents['broker.up']
+        b.begin(
+          level,
+          name,
+          `Broker up: ${escapeText(r.broker)} after ${r.downMs} ms (${r.dropped} commands refused meanwhile)`,
+        )
+        b.str('broker', r.broker)
+        b.num('down_ms', r.downMs)
+        b.num('dropped', r.dropped)
+        b.num('reconnects', r.reconnects)
+        return true
+      }
+      case 'worker.started': {
+        const r = e as WsEvents['worker.started']
+        b.begin(level, name, `Worker started: ${r.worker} (pid ${r.pid})`)
+        b.num('worker', r.worker)
+        b.num('worker_pid', r.pid)
+        b.num('restarts', r.restarts)
+        return true
+      }
+      case 'worker.exited': {
+        const r = e as WsEvents['worker.exited']
+        const how = r.signal !== undefined ? `signal ${r.signal}` : `code ${r.code}`
+        const actual = r.crashed ? LEVELS.error : LEVELS.info
+        if (actual < this.#minLevel) return false
+        b.begin(
+          actual,
+          name,
+          `Worker ${r.crashed ? 'crashed' : 'exited'}: ${r.worker} (pid ${r.pid}, ${how})`,
+        )
+        b.num('worker', r.worker)
+        b.num('worker_pid', r.pid)
+        b.num('code', r.code)
+        b.str('signal', r.signal)
+        b.bool('crashed', r.crashed)
+        return true
+      }
       default:
         // A built-in event without a sentence of its own: its payload as data.
         this.#userEvent(b, `ws:${name}`, e, level)
@@ -522,6 +593,7 @@ export class ActivityLog implements Recorder {
 
   #userLine(level: number, source: string, msg: string, fields: LogFields | undefined): void {
     if (this.#closed || level < this.#minLevel) return
+    if (this.#tap?.filter && !this.#tap.filter(source, 'log')) return
     const b = this.#b
     const max = Math.max(this.#cfg.preview, 16)
     const text = typeof msg === 'string' ? msg : String(msg)

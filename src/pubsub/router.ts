@@ -106,8 +106,14 @@ interface TopicSeq {
   last: number
   pending: Map<number, TopicMessage> | undefined
   timer: NodeJS.Timeout | undefined
+  /** History reads that failed in a row while filling a hole. */
+  failures?: number
 }
 
+/** Attempts to read a hole from history while the broker cannot answer (about 20 s in all). */
+const HISTORY_RETRIES = 12
+/** The idempotency value of a publish attempt that failed: the next attempt publishes. */
+const RELEASED = 'released'
 /** Ops a client may have queued before it is told to slow down. */
 const MAX_PENDING_OPS = 256
 /** Topics whose sequence this node tracks without an exact local subscriber (pattern matches). */
@@ -128,6 +134,10 @@ export class PubSub implements Behaviour {
   #mark = 0
   #sessionTimer: NodeJS.Timeout | undefined
   #started = false
+  /** When the broker went down (undefined while it is up). */
+  #downSince: number | undefined
+  /** The broker's refusal count at the last recovery (each `broker.up` reports the difference). */
+  #droppedAtUp = 0
 
   constructor(options: PubSubOptions, deps: PubSubDeps) {
     this.#o = options
@@ -147,6 +157,7 @@ export class PubSub implements Behaviour {
       {
         message: (m) => this.#ingest(m),
         signal: (target, s) => this.#onSignal(target, s),
+        state: (connected, reason) => this.#brokerState(connected, reason),
       },
     )
     // Keep attached sessions alive in the broker (a node that dies lets them expire).
@@ -162,6 +173,51 @@ export class PubSub implements Behaviour {
     for (const t of this.#seq.values()) if (t.timer) clearTimeout(t.timer)
     if (this.#started) await this.#d.broker.stop()
     this.#started = false
+  }
+
+  /**
+   * The broker lost or regained its backend. Down: logged; publishes fail with
+   * `UNAVAILABLE` meanwhile (clients retry them with their id). Up: logged with what was
+   * refused, sessions are saved again (the backend may have restarted empty), and every
+   * topic this node delivers is caught up from history, so what other nodes published
+   * while this node could not hear them still arrives, in order.
+   */
+  #brokerState(connected: boolean, reason: string): void {
+    const b = this.#d.broker
+    if (!connected) {
+      this.#downSince ??= Date.now()
+      if (this.#events) emit(this.#events, 'broker.down', { broker: b.kind, reason })
+      return
+    }
+    const since = this.#downSince
+    this.#downSince = undefined
+    if (since === undefined) return
+    const stats = b.stats?.()
+    if (this.#events)
+      emit(this.#events, 'broker.up', {
+        broker: b.kind,
+        downMs: Date.now() - since,
+        dropped: (stats?.dropped ?? 0) - this.#droppedAtUp,
+        reconnects: stats?.reconnects ?? 0,
+      })
+    this.#droppedAtUp = stats?.dropped ?? 0
+    for (const st of this.#states.values()) void this.#saveSession(st).catch(() => {})
+    for (const topic of [...this.#seq.keys()]) void this.#recover(topic)
+  }
+
+  /** Deliver what history has beyond this node's position on `topic`. */
+  async #recover(topic: string): Promise<void> {
+    const t = this.#seq.get(topic)
+    if (t === undefined) return
+    try {
+      let h = await this.#d.broker.history(topic, t.last, this.#o.replayLimit)
+      if (this.#seq.get(topic) !== t) return
+      // The topic started over while this node was away (the backend restarted empty):
+      // deliver the new epoch from its start (the first message announces the epoch).
+      if (h.epoch !== t.epoch && h.epoch !== '')
+        h = await this.#d.broker.history(topic, 0, this.#o.replayLimit)
+      for (const m of h.messages) this.#ingest(m)
+    } catch {}
   }
 
   // —— connection lifecycle ——
@@ -448,9 +504,24 @@ export class PubSub implements Behaviour {
     if (!(await this.#allowed(st, 'publish', f.topic, f.id))) return
     const key = f.id !== undefined ? `pub:${st.sessionId}:${String(f.id)}` : undefined
     if (key !== undefined) {
-      const prev = await this.#d.broker.claim(key, this.#o.dedupeTtl)
-      if (prev !== undefined) {
-        const seq = prev === 'pending' ? undefined : Number(prev)
+      let prev: string | undefined
+      try {
+        prev = await this.#d.broker.claim(key, this.#o.dedupeTtl)
+      } catch (err) {
+        this.#fail(st, f.op, f.id, 'UNAVAILABLE', `publish failed: ${(err as Error).message}`)
+        return
+      }
+      if (prev === 'pending') {
+        // An earlier attempt with this id is still running (or died with its node): the
+        // client retries, and gets that attempt's seq once it settles.
+        this.#fail(st, f.op, f.id, 'UNAVAILABLE', 'a publish with this id is still in progress')
+        return
+      }
+      if (prev === RELEASED) {
+        // An earlier attempt failed: this one publishes.
+        await this.#d.broker.settle(key, 'pending', this.#o.dedupeTtl).catch(() => {})
+      } else if (prev !== undefined) {
+        const seq = Number(prev)
         this.#send(
           st,
           frameText('ack', {
@@ -469,6 +540,10 @@ export class PubSub implements Behaviour {
     try {
       m = await this.#d.broker.publish(f.topic, from, data)
     } catch (err) {
+      // Let the retry publish. (If the reply was lost but the publish ran, the retry
+      // publishes it a second time: at least once, never silently dropped.)
+      if (key !== undefined)
+        void this.#d.broker.settle(key, RELEASED, this.#o.dedupeTtl).catch(() => {})
       this.#fail(st, f.op, f.id, 'UNAVAILABLE', `publish failed: ${(err as Error).message}`)
       return
     }
@@ -782,8 +857,12 @@ export class PubSub implements Behaviour {
     if (t === undefined || t.epoch !== m.epoch) {
       if (!this.#index.has(m.topic)) return 0
       if (t?.timer) clearTimeout(t.timer)
-      t = { epoch: m.epoch, last: m.seq - 1, pending: undefined, timer: undefined }
+      const restarted = t !== undefined
+      // A topic this node was delivering started over (its history was lost, e.g. the
+      // broker's backend restarted empty): say so, and deliver the new epoch from its start.
+      t = { epoch: m.epoch, last: restarted ? 0 : m.seq - 1, pending: undefined, timer: undefined }
       this.#trackSeq(m.topic, t)
+      if (restarted) this.#deliverGap({ topic: m.topic, reason: 'epoch', epoch: m.epoch })
     }
     if (m.seq <= t.last) return 0
     if (m.seq > t.last + 1) {
@@ -817,15 +896,34 @@ export class PubSub implements Behaviour {
     const t = this.#seq.get(topic)
     if (t === undefined || t.pending === undefined) return
     t.timer = undefined
+    let reason: Gap['reason'] = 'lost'
     try {
       const h = await this.#d.broker.history(topic, t.last, this.#o.replayLimit)
       for (const m of h.messages) if (m.epoch === t.epoch) this.#ingest(m)
-    } catch {}
+      t.failures = 0
+    } catch {
+      // The broker cannot read history now (its backend is reconnecting): ask again a little
+      // later, a few times, before calling the hole unavailable.
+      const cur = this.#seq.get(topic)
+      if (cur === t && t.pending !== undefined && t.pending.size > 0 && t.timer === undefined) {
+        t.failures = (t.failures ?? 0) + 1
+        if (t.failures <= HISTORY_RETRIES) {
+          t.timer = setTimeout(
+            () => void this.#fillHole(topic),
+            Math.min(2000, this.#o.reorderWait * 2 ** t.failures),
+          )
+          t.timer.unref()
+          return
+        }
+      }
+      reason = 'unavailable'
+    }
     const cur = this.#seq.get(topic)
     if (cur !== t || t.pending === undefined || t.pending.size === 0) return
-    // History does not have it either: announce the hole and move on.
+    // History does not have it either (or cannot be read): announce the hole and move on.
+    t.failures = 0
     const next = Math.min(...t.pending.keys())
-    this.#deliverGap({ topic, reason: 'lost', epoch: t.epoch, from: t.last + 1, to: next - 1 })
+    this.#deliverGap({ topic, reason, epoch: t.epoch, from: t.last + 1, to: next - 1 })
     t.last = next - 1
     const first = t.pending.get(next)!
     t.pending.delete(next)
