@@ -226,13 +226,15 @@ export class Sink {
       clearTimeout(this.#timer)
       this.#timer = undefined
     }
-    if (this.#off === 0) return
-    this.#handOver()
-    // The hand-over that takes the file to rotateSize ends it. This is the one place a size
-    // rotation starts, and rotate() itself never flushes, so a rotation cannot run inside
-    // another (lines written from onRotate, such as "Log rotated", wait for the next flush).
-    const size = this.#opts.rotateSize ?? 0
-    if (size > 0 && this.bytes >= size) this.rotate()
+    if (this.#off > 0) {
+      this.#handOver()
+      // The hand-over that takes the file to rotateSize ends it. This is the one place a size
+      // rotation starts, and rotate() itself never flushes, so a rotation cannot run inside
+      // another (lines written from onRotate, such as "Log rotated", wait for the next flush).
+      const size = this.#opts.rotateSize ?? 0
+      if (size > 0 && this.bytes >= size) this.rotate()
+    }
+    // Also with nothing new: what a rotation queued for the old file must still go out.
     this.#startWriting()
   }
 
@@ -264,11 +266,15 @@ export class Sink {
     if (this.path === undefined || this.#state !== 'OPEN') return false
     if (this.#failing || this.#rotating) return false
     this.#rotating = true
+    let rotated: boolean
     try {
-      return this.#rotate()
+      rotated = this.#rotate()
     } finally {
       this.#rotating = false
     }
+    // What was handed over for the rotated file is written now, not at the next flush.
+    this.#startWriting()
+    return rotated
   }
 
   /** Reopen the same path (after an external logrotate moved the file: SIGHUP). */
