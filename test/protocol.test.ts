@@ -4,8 +4,9 @@ import { connect, startServer, waitForLine } from './helpers.js'
 
 describe('heartbeat and timeouts', () => {
   it('terminates a client that misses pongs and says why; answering clients stay', async () => {
-    // 0.1 s heartbeat, terminated after 2 unanswered pings.
-    const t = await startServer({ timeout: 0.1, heartbeatMissed: 2 })
+    // 0.25 s heartbeat, terminated after 2 unanswered pings (long enough that the healthy
+    // client's pongs arrive in time on a loaded machine).
+    const t = await startServer({ timeout: 0.25, heartbeatMissed: 2 })
     try {
       const silent = await connect(t.url, { autoPong: false })
       const healthy = await connect(t.url)
@@ -16,7 +17,8 @@ describe('heartbeat and timeouts', () => {
       const [code, reason] = await silent.closed
       assert.equal(code, 4002)
       assert.match(reason, /heartbeat timeout/)
-      assert.ok(pings >= 2, `got ${pings} pings`)
+      // The listener came after the handshake: the first ping may have gone by before it.
+      assert.ok(pings >= 1, `got ${pings} pings`)
       const [line] = await waitForLine(t.logPath, /Client disconnected: .* code=4002 /)
       assert.match(line!, /reason="heartbeat timeout: 2 pings unanswered" initiator=server/)
       // The healthy client answered every ping and is still served.
