@@ -299,7 +299,12 @@ export class Connection implements Client {
     this.#markClosing(code, reason)
     const state = this.#ws.readyState
     if (state === 0 || state === 1) this.#ws.close(code, truncateReason(reason))
-    if (force) setTimeout(terminate, FORCE_CLOSE_MS, this.#ws).unref()
+    if (force) {
+      // A peer closed for misbehaving (flooding, not reading) may keep sending until TCP is
+      // cut: stop reading it now, so that it cannot fill the log and memory meanwhile.
+      this.#ws.pause()
+      setTimeout(terminate, FORCE_CLOSE_MS, this.#ws).unref()
+    }
   }
 
   /** Drop the TCP connection now, recording why. */

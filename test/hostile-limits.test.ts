@@ -8,6 +8,8 @@
  * external after a forced full GC (see `liveBytes()` in frames.ts).
  */
 import { strict as assert } from 'node:assert'
+import { rmSync } from 'node:fs'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { constants, deflateRawSync } from 'node:zlib'
 import type { Client } from '../src/index.js'
@@ -30,7 +32,17 @@ import {
   waitEntries,
   within,
 } from './frames.js'
-import { connect, startServer, type TestClient, type TestServer, waitFor } from './helpers.js'
+import {
+  connect,
+  readLines,
+  startCli,
+  startServer,
+  type TestClient,
+  type TestServer,
+  tempDir,
+  waitFor,
+  waitForLine,
+} from './helpers.js'
 
 const KiB = 1024
 
@@ -303,6 +315,44 @@ describe('floods: inbound rate limit (10 msgs/s, burst 20)', () => {
 })
 
 describe('slow readers: outbound buffer cap', () => {
+  it('a slow consumer that keeps flooding after its 4000 is read no further: bounded lines', async (ctx) => {
+    // The server in a process of its own, as in production: it reads as fast as its core
+    // allows while the closing handshake waits for a peer that never reads.
+    const dir = tempDir()
+    const cli = await startCli(['--log-dir', dir, '--log-file', 'a.log', '--log-format', 'json'])
+    try {
+      const c = await rawConnect(cli.port)
+      c.socket.pause() // never read: the server's queue for us grows until it gives up (8 MiB)
+      const msg = frame(OP.TEXT, 'f'.repeat(1024))
+      let sent = 0
+      const deadline = Date.now() + 4000
+      // Keep writing as fast as TCP takes it, through the close, until the server cuts TCP.
+      while (!c.socket.destroyed && Date.now() < deadline) {
+        if (!c.socket.write(msg)) {
+          await Promise.race([
+            new Promise((r) => c.socket.once('drain', r)),
+            c.ended,
+            new Promise((r) => setTimeout(r, 200)),
+          ])
+        }
+        sent++
+      }
+      const log = join(dir, 'a.log')
+      const [gone] = await waitForLine(log, /"event":"client.disconnected"/)
+      assert.equal((JSON.parse(gone!) as { code: number }).code, 4000)
+      const lines = readLines(log).filter((l) => l.includes('"event":"message.received"')).length
+      ctx.diagnostic(`${sent} messages written, ${lines} logged`)
+      // What the server read before it gave up (8 MiB of echoes plus the kernel buffers) is
+      // logged; what the peer sends after the close is not read, so not logged. Without that
+      // a second of flooding is logged too: some 100,000 more lines here.
+      assert.ok(lines < 40_000, `${lines} message lines for a client closed as a slow consumer`)
+    } finally {
+      cli.proc.kill('SIGTERM')
+      await cli.exited
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('a client that stops reading is closed with 4000 once its queue passes maxBufferedBytes; memory bounded', async (ctx) => {
     const cap = 256 * KiB
     const t = await startServer({
