@@ -2,6 +2,7 @@
  * Command-line parsing for the `wirelog` command: argv + environment + config file →
  * a validated config, and the `--help` text. No server logic here.
  */
+
 import {
   applyOption,
   type Candidate,
@@ -22,6 +23,7 @@ import {
   unknownEnv,
   type ValueSource,
 } from './config.js'
+import { TOOLS } from './tools/index.js'
 
 // --- --help ---
 
@@ -109,11 +111,24 @@ export function helpText(width = helpWidth()): string {
   const para = (text: string): string[] => wrap(words(text), width)
   return [
     'Usage: wirelog [options]',
+    ...(Object.keys(TOOLS).length
+      ? ['       wirelog <command> [arguments] (wirelog <command> --help)']
+      : []),
     '',
     ...para(
       'A WebSocket server that echoes every message and logs every connection, message and disconnect to an activity log.',
     ),
     '',
+    ...(Object.keys(TOOLS).length
+      ? [
+          'Commands:',
+          ...Object.entries(TOOLS).flatMap(([name, t]) => {
+            const lines = wrap(words(t.summary), width - col)
+            return [`  ${name}`.padEnd(col) + lines.shift()!, ...lines.map((l) => pad + l)]
+          }),
+          '',
+        ]
+      : []),
     'Options:',
     ...body,
     '',

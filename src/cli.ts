@@ -32,6 +32,12 @@ async function main(argv: readonly string[]): Promise<void> {
     process.stdout.write(`${version()}\n`)
     return
   }
+  const { isTool, TOOLS } = await import('./tools/index.js')
+  if (isTool(argv[0])) {
+    const tool = await TOOLS[argv[0]]!.load()
+    process.exitCode = await tool.run(argv.slice(1))
+    return
+  }
   const cli = await import('./cli-args.js')
   const { ConfigError } = await import('./config.js')
   let config: import('./config.js').Config
