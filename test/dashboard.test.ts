@@ -8,8 +8,8 @@ import { once } from 'node:events'
 import { request } from 'node:http'
 import { describe, it } from 'node:test'
 import { WebSocket } from 'ws'
-import type { WirelogOptions } from '../src/index.js'
 import { FEED_LIMITS } from '../src/http/dashboard/feed.js'
+import type { WirelogOptions } from '../src/index.js'
 import { connect, expectRejected, startServer, waitFor, waitForLine } from './helpers.js'
 
 const TOKEN = 'dashboard-admin-token-0123456789'
@@ -177,8 +177,7 @@ describe('dashboard feed', () => {
         () =>
           feed.frames.some(
             (f) =>
-              f.t === 'stats' &&
-              f.closeCodes.some((cc: any) => cc.code === 1000 && cc.count === 1),
+              f.t === 'stats' && f.closeCodes.some((cc: any) => cc.code === 1000 && cc.count === 1),
           ),
         'close code 1000 in a snapshot',
       )

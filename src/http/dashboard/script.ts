@@ -231,8 +231,13 @@ export function dashboardScript(): void {
     const bottom = 18
     const pw = w - left - right
     const ph = h - top - bottom
-    const span = (limits.historySeconds || 600) * 1000
+    // The window grows with the history kept: a minute at first, up to historySeconds.
     const end = Date.now() - serverSkew
+    const oldest = samples.length > 0 ? samples[0].t : end
+    const span = Math.min(
+      (limits.historySeconds || 600) * 1000,
+      Math.max(60_000, end - oldest + 1000),
+    )
     const start = end - span
     let max = 0
     for (const s of samples) for (const se of series) max = Math.max(max, s[se.key])
@@ -266,10 +271,14 @@ export function dashboardScript(): void {
     }
     g.textAlign = 'center'
     g.textBaseline = 'top'
-    const minutes = Math.round(span / 60000)
-    for (let mnt = 0; mnt <= minutes; mnt += minutes > 10 ? 5 : 1) {
-      const xx = x(end - mnt * 60000)
-      g.fillText(mnt === 0 ? 'now' : `-${mnt}m`, xx, h - bottom + 4)
+    let step = 10
+    for (const st of [10, 15, 30, 60, 120, 300]) {
+      step = st
+      if (span / 1000 / st <= 8) break
+    }
+    for (let sec = 0; sec * 1000 <= span; sec += step) {
+      const label = sec === 0 ? 'now' : sec < 60 ? `-${sec}s` : `-${Math.round(sec / 6) / 10}m`
+      g.fillText(label, x(end - sec * 1000), h - bottom + 4)
     }
     const barW = Math.max(1, pw / (span / 1000))
     for (const se of series) {
