@@ -10,7 +10,7 @@ import { describe, it } from 'node:test'
 import { WebSocket } from 'ws'
 import { FEED_LIMITS } from '../src/http/dashboard/feed.js'
 import type { WirelogOptions } from '../src/index.js'
-import { connect, expectRejected, startServer, waitFor, waitForLine } from './helpers.js'
+import { connect, expectRejected, startCli, startServer, waitFor, waitForLine } from './helpers.js'
 
 const TOKEN = 'dashboard-admin-token-0123456789'
 
@@ -146,6 +146,28 @@ describe('dashboard access', () => {
       c.ws.close()
       await c.closed
     })
+  })
+})
+
+describe('dashboard from the command line', () => {
+  it('is on by default; --no-dashboard and WIRELOG_DASHBOARD=false turn it off', async () => {
+    for (const [args, env, status] of [
+      [[], {}, 200],
+      [['--no-dashboard'], {}, 426],
+      [[], { WIRELOG_DASHBOARD: 'false' }, 426],
+    ] as const) {
+      const c = await startCli(['--no-log', ...args], { env })
+      try {
+        assert.equal(
+          (await get(c.port, '/dashboard')).status,
+          status,
+          JSON.stringify({ args, env }),
+        )
+      } finally {
+        c.proc.kill('SIGTERM')
+        await c.exited
+      }
+    }
   })
 })
 
