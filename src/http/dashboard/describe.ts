@@ -82,6 +82,21 @@ function connectedText(c: Client): string {
   return parts.join(' ')
 }
 
+/** Payload fields under the names the activity log gives them. */
+const FIELD: Readonly<Record<string, string>> = {
+  durationMs: 'duration_ms',
+  messagesIn: 'msgs_in',
+  messagesOut: 'msgs_out',
+  bytesIn: 'bytes_in',
+  bytesOut: 'bytes_out',
+  closeCode: 'close_code',
+  userAgent: 'ua',
+  rotatedTo: 'previous',
+  message: 'error',
+  downMs: 'down_ms',
+  expiresAt: 'expires',
+}
+
 /** `key=value` of a built-in payload's plain fields (the client is in its own columns). */
 function fieldsText(p: Record<string, unknown>): string {
   const parts: string[] = []
@@ -89,9 +104,10 @@ function fieldsText(p: Record<string, unknown>): string {
     if (k === 'client' || k === 'ip') continue
     const v = p[k]
     if (v === undefined || v === null || v === '') continue
+    const key = FIELD[k] ?? k
     if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean')
-      parts.push(`${k}=${cut(String(v), PREVIEW_CHARS)}`)
-    else if (v instanceof Error) parts.push(`${k}=${cut(v.message, PREVIEW_CHARS)}`)
+      parts.push(`${key}=${cut(String(v), PREVIEW_CHARS)}`)
+    else if (v instanceof Error) parts.push(`${key}=${cut(v.message, PREVIEW_CHARS)}`)
   }
   return parts.join(' ')
 }

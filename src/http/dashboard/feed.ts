@@ -220,7 +220,8 @@ export class DashboardFeed implements Recorder {
         server: this.#src.info(),
         limits: FEED_LIMITS,
         samples: this.#samples,
-        ...this.#snapshot(w),
+        ...this.#snapshot(),
+        feed: this.#feedStats(w),
       }),
     )
   }
@@ -295,6 +296,7 @@ export class DashboardFeed implements Recorder {
     if (this.#samples.length > FEED_LIMITS.historySeconds) this.#samples.shift()
     if (this.#watchers.size === 0) return
     const ping = ++this.#ticks % FEED_LIMITS.pingSeconds === 0
+    let shared: string | undefined
     for (const [ws, w] of this.#watchers) {
       if (ping) {
         if (!w.alive) {
@@ -305,7 +307,9 @@ export class DashboardFeed implements Recorder {
         ws.ping()
       }
       if (ws.readyState !== 1 || ws.bufferedAmount > FEED_LIMITS.maxBufferedBytes) continue
-      ws.send(JSON.stringify({ t: 'stats', sample, ...this.#snapshot(w) }))
+      // Built once a second for every page; only the page's own counters differ.
+      shared ??= JSON.stringify({ t: 'stats', sample, ...this.#snapshot() }).slice(0, -1)
+      ws.send(`${shared},"feed":${JSON.stringify(this.#feedStats(w))}}`)
     }
   }
 
@@ -321,7 +325,11 @@ export class DashboardFeed implements Recorder {
     return t
   }
 
-  #snapshot(w: Watcher): Record<string, unknown> {
+  #feedStats(w: Watcher): { watchers: number; dropped: number } {
+    return { watchers: this.#watchers.size, dropped: w.droppedTotal }
+  }
+
+  #snapshot(): Record<string, unknown> {
     const all = this.#src.clients
     const clients: unknown[] = []
     // The registry is in connection order: the newest are last.
@@ -358,7 +366,6 @@ export class DashboardFeed implements Recorder {
         .sort((a, b) => a[0] - b[0])
         .map(([code, count]) => ({ code, count, name: describeCloseCode(code)?.name })),
       log: log ?? null,
-      feed: { watchers: this.#watchers.size, dropped: w.droppedTotal },
     }
   }
 }
