@@ -148,6 +148,28 @@ describe('dashboard in Chromium', () => {
       if (process.env.WIRELOG_SCREENSHOT !== '1') rmSync(out, { recursive: true, force: true })
     }
   })
+
+  it('on a public bind with --admin-token: the page opened with ?token= reads its feed with it', async () => {
+    const token = 'browser-admin-token-0123456789'
+    const t = await startServer({ host: '0.0.0.0', adminToken: token })
+    try {
+      await withChromium(async (browser) => {
+        const page = await browser.newPage()
+        const refused = await page.goto(`http://127.0.0.1:${t.port}/dashboard`)
+        assert.equal(refused?.status(), 401)
+        const ok = await page.goto(`http://127.0.0.1:${t.port}/dashboard?token=${token}`)
+        assert.equal(ok?.status(), 200)
+        await page.locator('#feed-state[data-state="live"]').waitFor()
+        const c = await connect(`ws://127.0.0.1:${t.port}`)
+        const id = [...t.server.clients][0]!.id
+        await tailRow(page, 'client.connected', id).waitFor({ timeout: TAIL_MS })
+        c.ws.close()
+        await c.closed
+      })
+    } finally {
+      await t.stop()
+    }
+  })
 })
 
 /** A few seconds of varied traffic, so the screenshot's charts and tables have something to show. */
