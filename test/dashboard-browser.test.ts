@@ -124,6 +124,8 @@ describe('dashboard in Chromium', () => {
           await page.click('#console-connect')
           await page.locator('#console-state[data-state="open"]').waitFor()
           const idPage = await idOf(t, known)
+          // The page knows which client is its console, and its rows are marked.
+          await page.locator(`#console-id[data-client="${idPage}"]`).waitFor({ timeout: TAIL_MS })
           await page.fill('#console-msg', 'typed in the dashboard')
           await page.press('#console-msg', 'Enter')
           await page
@@ -132,6 +134,12 @@ describe('dashboard in Chromium', () => {
           await tailRow(page, 'message.received', idPage, 'typed in the dashboard').waitFor({
             timeout: TAIL_MS,
           })
+          await page.locator(`#tail tbody tr.mine[data-client="${idPage}"]`).first().waitFor()
+          await page.click('#f-mine')
+          await page.locator(`#tail tbody tr:not([data-client="${idPage}"])`).first().waitFor({
+            state: 'detached',
+          })
+          await page.click('#f-reset')
           await page.locator(`#clients tbody tr[data-client="${idPage}"]`).waitFor()
 
           if (process.env.WIRELOG_SCREENSHOT === '1')

@@ -65,6 +65,8 @@ button:disabled { opacity: .5; cursor: default; }
 #tail td.time { white-space: nowrap; color: var(--muted); }
 #tail tr.warn td.event { color: var(--amber); }
 #tail tr.error td.event { color: var(--red); }
+#tail tr.mine td { background: #141d2b; }
+#tail tr.mine td:first-child { box-shadow: inset 3px 0 0 var(--blue); }
 #console-form { display: flex; gap: 6px; margin-top: 6px; }
 #console-form input { flex: 1; min-width: 0; }
 .console-top { display: flex; gap: 6px; }
@@ -123,7 +125,7 @@ const HTML_BODY = `
     <div class="panel" id="console"><h2>Console</h2>
       <div class="console-top"><input id="console-url" class="mono" aria-label="WebSocket URL" spellcheck="false">
         <button id="console-connect" type="button">Connect</button></div>
-      <div class="muted">state: <span id="console-state">closed</span></div>
+      <div class="muted">state: <span id="console-state">closed</span> <span id="console-id" class="mono"></span></div>
       <form id="console-form"><input id="console-msg" placeholder="message" aria-label="message to send" autocomplete="off">
         <button id="console-send" type="submit" disabled>Send</button></form>
       <div id="console-log" class="mono"></div></div>
@@ -134,6 +136,7 @@ const HTML_BODY = `
       <input id="f-client" placeholder="client or user" aria-label="client" spellcheck="false">
       <input id="f-ip" placeholder="address" aria-label="address" spellcheck="false">
       <input id="f-text" placeholder="text" aria-label="text" spellcheck="false">
+      <button id="f-mine" type="button" disabled title="only the console's connection">Mine</button>
       <button id="f-reset" type="button">Reset</button>
       <button id="pause" type="button" aria-pressed="false">Pause</button>
       <button id="clear" type="button">Clear</button>

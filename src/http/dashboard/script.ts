@@ -343,7 +343,7 @@ export function dashboardScript(): void {
     return true
   }
   function rowEl(r: any): any {
-    const tr = el('tr', levelOf(r.event))
+    const tr = el('tr', `${levelOf(r.event)}${r.client && r.client === myId ? ' mine' : ''}`)
     tr.dataset.event = r.event
     if (r.client) tr.dataset.client = r.client
     tr.append(
@@ -375,6 +375,7 @@ export function dashboardScript(): void {
   }
   function addRows(list: any[]): void {
     noteEvents(list)
+    for (const r of list) if (r.event === 'client.connected') recogniseConsole(r)
     if (paused) {
       heldCount += list.length
       held = held.concat(list).slice(-MAX_ROWS)
@@ -429,6 +430,22 @@ export function dashboardScript(): void {
 
   // —— console: a client of the server, from this page ——
   let sock: any
+  // The console's connection carries `?console=<tag>`: its connect row names its client id.
+  let consoleTag = ''
+  let myId = ''
+  function recogniseConsole(r: any): void {
+    if (!consoleTag || !` ${r.text} `.includes(`console=${consoleTag} `)) return
+    myId = r.client
+    const me = $('#console-id')
+    me.textContent = `as ${myId}`
+    me.dataset.client = myId
+    $('#f-mine').disabled = false
+  }
+  $('#f-mine').addEventListener('click', () => {
+    if (!myId) return
+    $('#f-client').value = myId
+    renderTail()
+  })
   const consoleLine = (kind: string, text: string): void => {
     const log = $('#console-log')
     const d = el('div', `line ${kind}`)
@@ -456,7 +473,10 @@ export function dashboardScript(): void {
     }
     let s: any
     try {
-      s = new WebSocket($('#console-url').value)
+      const url = new URL($('#console-url').value)
+      consoleTag = Math.random().toString(36).slice(2, 10)
+      url.searchParams.set('console', consoleTag)
+      s = new WebSocket(url.href)
     } catch (err: any) {
       consoleLine('note', `cannot connect: ${err.message}`)
       return
@@ -469,7 +489,10 @@ export function dashboardScript(): void {
     }
     s.onmessage = (ev: any) => consoleLine('in', typeof ev.data === 'string' ? ev.data : '[binary]')
     s.onclose = (ev: any) => {
-      if (sock === s) setConsoleState('closed')
+      if (sock === s) {
+        setConsoleState('closed')
+        $('#console-id').textContent = ''
+      }
       consoleLine('note', `closed ${ev.code}${ev.reason ? ` ${ev.reason}` : ''}`)
     }
   })
