@@ -241,7 +241,7 @@ describe('dashboard feed', () => {
     })
   })
 
-  it('a burst of 5,000 messages: at most 10 frames a second of at most 100 rows, the rest counted as dropped', async () => {
+  it('a burst of 5,000 messages: at most 10 frames a second of at most 100 rows, the rest counted as dropped', async (ctx) => {
     await withServer({ behaviour: 'silent', log: { flushInterval: 50 } }, async (t) => {
       const feed = await openFeed(`${t.url}/dashboard/feed`)
       const c = await connect(t.url)
@@ -269,6 +269,9 @@ describe('dashboard feed', () => {
       assert.ok(
         frames.length <= Math.ceil(span * FEED_LIMITS.framesPerSecond) + 1,
         `${frames.length} frames in ${span.toFixed(2)} s`,
+      )
+      ctx.diagnostic(
+        `${frames.length} frames in ${span.toFixed(2)} s, ${rows.length} rows sent, ${feed.dropped()} dropped, largest frame ${Math.max(...frames.map((f) => JSON.stringify(f).length))} bytes`,
       )
       feed.ws.close()
     })
