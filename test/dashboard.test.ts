@@ -8,8 +8,10 @@ import { once } from 'node:events'
 import { request } from 'node:http'
 import { describe, it } from 'node:test'
 import { WebSocket } from 'ws'
+import { describe as describeEvent, PREVIEW_CHARS } from '../src/http/dashboard/describe.js'
 import { FEED_LIMITS } from '../src/http/dashboard/feed.js'
 import type { WirelogOptions } from '../src/index.js'
+import { createRedactor } from '../src/redact.js'
 import { connect, expectRejected, startCli, startServer, waitFor, waitForLine } from './helpers.js'
 
 const TOKEN = 'dashboard-admin-token-0123456789'
@@ -287,5 +289,85 @@ describe('dashboard feed', () => {
     assert.equal(code, 1001)
     assert.ok(Date.now() - started < 3000)
     assert.ok(feed.rows().some((r) => r.event === 'server.closing'))
+  })
+})
+
+describe('dashboard tail rows', () => {
+  const redact = createRedactor()
+  const client = {
+    id: 'c-1',
+    ip: '10.0.0.7',
+    protocol: '',
+    user: { id: 'alice', claims: {} },
+  }
+  const message = (text: string | Buffer, protocol = '') => {
+    const raw = Buffer.isBuffer(text) ? text : Buffer.from(text)
+    return {
+      client: { ...client, protocol },
+      raw,
+      data: text,
+      binary: Buffer.isBuffer(text),
+      bytes: raw.length,
+    }
+  }
+
+  it('name the client, its address and user; cut long messages; show binary as hex', () => {
+    const row = describeEvent('ws', 'message.received', message('hello'), redact)
+    assert.equal(row.event, 'message.received')
+    assert.equal(row.client, 'c-1')
+    assert.equal(row.ip, '10.0.0.7')
+    assert.equal(row.user, 'alice')
+    assert.equal(row.text, 'hello')
+    const long = describeEvent('ws', 'message.received', message('é'.repeat(100_000)), redact)
+    assert.equal(long.text, `${'é'.repeat(PREVIEW_CHARS)}… (200000 bytes)`)
+    const bin = describeEvent('ws', 'message.received', message(Buffer.alloc(40, 0xab)), redact)
+    assert.equal(bin.text, `[binary 40 bytes] ${'ab'.repeat(16)}…`)
+  })
+
+  it('redact credentials: wirelog.v1 tokens, credential-named fields of user events', () => {
+    const frame = JSON.stringify({ op: 'resume', session: 's1', token: 'secret-resume-token' })
+    const row = describeEvent('ws', 'message.received', message(frame, 'wirelog.v1'), redact)
+    assert.ok(!row.text.includes('secret-resume-token'), row.text)
+    assert.match(row.text, /"token":"\[redacted\]"/)
+    const user = describeEvent(
+      'app',
+      'order.created',
+      { id: 42, card_token: 'tok_1', client },
+      redact,
+    )
+    assert.equal(user.event, 'app:order.created')
+    assert.equal(user.text, '{"id":42,"card_token":"[redacted]","client":"c-1"}')
+  })
+
+  it("show a disconnect and a rejection with the activity log's field names", () => {
+    const d = describeEvent(
+      'ws',
+      'client.disconnected',
+      {
+        client,
+        code: 1000,
+        reason: 'bye',
+        initiator: 'client',
+        durationMs: 5,
+        messagesIn: 1,
+        messagesOut: 2,
+        bytesIn: 3,
+        bytesOut: 4,
+      },
+      redact,
+    )
+    assert.equal(
+      d.text,
+      'code=1000 reason=bye initiator=client duration_ms=5 msgs_in=1 msgs_out=2 bytes_in=3 bytes_out=4',
+    )
+    const r = describeEvent(
+      'ws',
+      'client.rejected',
+      { ip: '10.0.0.9', port: 1, status: 403, reason: 'origin not allowed', origin: 'http://x' },
+      redact,
+    )
+    assert.equal(r.ip, '10.0.0.9')
+    assert.equal(r.client, undefined)
+    assert.equal(r.text, 'port=1 status=403 reason=origin not allowed origin=http://x')
   })
 })
