@@ -243,6 +243,25 @@ describe('dashboard feed', () => {
     })
   })
 
+  it('lists the newest 100 clients of more, with the total', async () => {
+    await withServer({ log: { enabled: false } }, async (t) => {
+      const cs = []
+      for (let i = 0; i < FEED_LIMITS.maxClients + 5; i++) cs.push(await connect(t.url))
+      const feed = await openFeed(`${t.url}/dashboard/feed`)
+      const hello = feed.frames[0]!
+      const ids = [...t.server.clients].map((c) => c.id)
+      assert.equal(hello.clientsTotal, FEED_LIMITS.maxClients + 5)
+      assert.equal(hello.clients.length, FEED_LIMITS.maxClients)
+      assert.deepEqual(
+        hello.clients.map((c: { id: string }) => c.id),
+        ids.slice(5).reverse(),
+        'newest first',
+      )
+      feed.ws.close()
+      for (const c of cs) c.ws.terminate()
+    })
+  })
+
   it('a burst of 5,000 messages: at most 10 frames a second of at most 100 rows, the rest counted as dropped', async (ctx) => {
     await withServer({ behaviour: 'silent', log: { flushInterval: 50 } }, async (t) => {
       const feed = await openFeed(`${t.url}/dashboard/feed`)
