@@ -298,6 +298,8 @@ export const configSchema = z
      * Without it they are open only when the server is bound to loopback.
      */
     adminToken: z.string().min(16).optional(),
+    /** The live dashboard at `GET /dashboard` and its feed (admin access, like every admin endpoint). */
+    dashboard: z.boolean().default(true),
     /**
      * Behaviours per subprotocol (library only): a client that offers one of these names in
      * `Sec-WebSocket-Protocol` gets that behaviour; others get `behaviour`.
@@ -501,6 +503,13 @@ export const OPTIONS: readonly OptionSpec[] = [
     'token that opens admin endpoints on a non-loopback bind',
     'a string of at least 16 characters',
     { arg: '<token>' },
+  ),
+  named(
+    '--dashboard',
+    'dashboard',
+    'bool',
+    'serve the live dashboard at /dashboard (admins only; --no-dashboard turns it off)',
+    BOOL,
   ),
   spec('perMessageDeflate', 'bool', 'enable permessage-deflate (with limits)', BOOL),
   spec('log.enabled', 'bool', 'write the activity log (--no-log turns it off)', BOOL),

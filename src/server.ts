@@ -139,6 +139,7 @@ export class WirelogServer {
   #auth: Authenticator | undefined
   #pubsub!: PubSub
   #forward: Forwarder | undefined
+  #dashboard: { close(): void } | undefined
   #expiry = new Map<Connection, NodeJS.Timeout>()
   #heartbeat: NodeJS.Timeout | undefined
   #idleSweep: NodeJS.Timeout | undefined
@@ -426,6 +427,9 @@ export class WirelogServer {
       await this.#forward?.start()
       // Behaviours (the pubsub router's broker) are ready before the first client can arrive.
       for (const b of this.#allBehaviours()) await b.attach?.(this)
+      // Loaded only when on: a server without it never reads the page's code.
+      if (cfg.dashboard)
+        this.#dashboard = (await import('./http/dashboard/index.js')).attachDashboard(this)
       await new Promise<void>((resolve, reject) => {
         const onError = (err: Error): void => reject(err)
         this.#http.once('error', onError)
@@ -436,6 +440,7 @@ export class WirelogServer {
       })
     } catch (err) {
       this.#state = 'CLOSED'
+      this.#dashboard?.close()
       if (this.#http.listening) await new Promise((r) => this.#http.close(r))
       for (const b of this.#allBehaviours()) await b.detach?.()?.catch?.(() => {})
       await this.activityLog?.close()
