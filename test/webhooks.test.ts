@@ -16,7 +16,7 @@ import type { AddressInfo } from 'node:net'
 import { dirname, join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { parseArgs } from '../src/cli-args.js'
-import { resolveConfig } from '../src/config.js'
+import { fromEnv, resolveConfig } from '../src/config.js'
 import {
   connect,
   ROOT,
@@ -115,6 +115,8 @@ async function setup(
   servers.push(rx)
   const ts = await startServer({
     webhookSecret: SECRET,
+    // close() gives hanging deliveries this long.
+    shutdownTimeout: 500,
     ...options,
     webhooks: [{ events: ['message.received'], url: rx.url, ...FAST, ...hook }],
   } as never)
@@ -252,9 +254,13 @@ describe('webhooks: delivery', () => {
       `median echo round trip ${median.toFixed(1)} ms while the endpoint hangs`,
     )
     await rx.wait(3)
-    await waitForLine(ts.logPath, /"event":"webhook.failed"/, 1, 10_000)
-    const failed = jsonLines(ts, 'webhook.failed')
-    const first = failed.find((l) => l.delivery === rx.requests[0]!.headers['wirelog-delivery'])!
+    // Four deliveries hang at once; their backoff jitter decides which is given up first.
+    const id = rx.requests[0]!.headers['wirelog-delivery']
+    const first = await waitFor(
+      () => jsonLines(ts, 'webhook.failed').find((l) => l.delivery === id),
+      'the dead letter of the first delivery',
+      10_000,
+    )
     assert.equal(first.attempts, 3)
     assert.equal(first.status, undefined)
     assert.equal(first.error, 'timeout after 300 ms')
@@ -289,6 +295,45 @@ describe('webhooks: delivery', () => {
     assert.equal(s.failed, 1)
     assert.equal(s.retried, 2)
     c.ws.close()
+  })
+})
+
+describe('webhooks: status codes and shutdown', () => {
+  it('retries 429 and 408, gives up on a redirect', async () => {
+    const { rx, ts } = await setup((n) => [429, 408, 200, 302][n] ?? 200, { events: ['app:*'] })
+    ts.server.events.trigger('app', 'first', {})
+    await rx.wait(3)
+    await waitFor(() => ts.server.webhooks?.stats()[0]?.delivered === 1, 'delivered after 429, 408')
+    ts.server.events.trigger('app', 'second', {})
+    const [line] = await waitForLine(ts.logPath, /event=webhook\.failed/)
+    assert.match(line!, /app:second \(not retried \(HTTP 302\)\)/)
+    assert.match(line!, /attempts=1 status=302/)
+    const s = ts.server.webhooks!.stats()[0]!
+    assert.deepEqual([s.delivered, s.retried, s.failed], [1, 2, 1])
+  })
+
+  it('shutdown gives deliveries the grace period, then records what was cut and dropped', async () => {
+    const { rx, ts } = await setup(
+      () => 'hang',
+      { events: ['app:*'], concurrency: 1, queue: 10, timeout: 60_000 },
+      { shutdownTimeout: 200, log: { format: 'json' } },
+    )
+    for (let i = 0; i < 4; i++) ts.server.events.trigger('app', 'n', { i })
+    await rx.wait(1)
+    const t0 = Date.now()
+    await ts.server.close()
+    assert.ok(Date.now() - t0 < 3000, 'close() waited about shutdownTimeout, not the 60 s timeout')
+    const failed = jsonLines(ts, 'webhook.failed')
+    assert.equal(failed.length, 1)
+    assert.equal(failed[0]!.reason, 'shutdown')
+    assert.equal(failed[0]!.error, 'aborted at shutdown')
+    const dropped = jsonLines(ts, 'webhook.dropped')
+    assert.deepEqual(
+      dropped.map((d) => [d.count, d.reason]),
+      [[3, 'shutdown']],
+    )
+    const s = ts.server.webhooks!.stats()[0]!
+    assert.deepEqual([s.failed, s.dropped, s.queued, s.inFlight], [1, 3, 0, 0])
   })
 })
 
@@ -436,6 +481,25 @@ describe('webhooks: options', () => {
       { events: ['message.received', 'client.*'], url: 'https://a.example/h?x=1' },
       { events: ['app:order.*'], url: 'http://b.example/' },
     ])
+  })
+
+  it('WIRELOG_WEBHOOK takes several, separated by whitespace', () => {
+    const c = resolveConfig(
+      fromEnv({
+        WIRELOG_WEBHOOK: 'client.*=http://a.example/1 \n message.received=http://b.example/2',
+      }),
+    )
+    assert.deepEqual(
+      c.webhooks.map((w) => [w.events, w.url]),
+      [
+        [['client.*'], 'http://a.example/1'],
+        [['message.received'], 'http://b.example/2'],
+      ],
+    )
+    assert.throws(
+      () => fromEnv({ WIRELOG_WEBHOOK: 'client.*' }),
+      /WIRELOG_WEBHOOK: expected EVENTS=URL/,
+    )
   })
 
   it('the CLI exits 2 on a --webhook without = or with another scheme', async () => {

@@ -62,6 +62,8 @@ interface Outcome {
   readonly status: number | undefined
   readonly error: string
   readonly retryAfterMs: number | undefined
+  /** Not attempted at all (shutdown came first). */
+  readonly skipped?: boolean
 }
 
 const DROP_REPORT_MS = 1000
@@ -120,8 +122,11 @@ class Endpoint {
   #lastReport = 0
   #reportTimer: NodeJS.Timeout | undefined
   #closing = false
-  /** Aborts every attempt and backoff wait: shutdown past its grace period. */
-  readonly #stop = new AbortController()
+  /** Set at shutdown past its grace period: no more attempts. */
+  #stopped = false
+  /** Cut short at shutdown: the attempts and backoff waits under way (a Set, not an
+   * AbortSignal's listeners, which warn past ten). */
+  readonly #cancels = new Set<() => void>()
   #idle: (() => void) | undefined
   readonly #target: URL
   /** Keep-alive connections, as many as deliveries may be in flight. */
@@ -203,7 +208,7 @@ class Endpoint {
   }
 
   #pump(): void {
-    while (this.#active < this.#cfg.concurrency && !this.#stop.signal.aborted) {
+    while (this.#active < this.#cfg.concurrency && !this.#stopped) {
       const item = this.#take()
       if (item === undefined) break
       this.#active++
@@ -218,13 +223,22 @@ class Endpoint {
   async #deliver(item: Item): Promise<void> {
     const cfg = this.#cfg
     const max = cfg.retries + 1
+    let last: Outcome | undefined
     for (let attempt = 1; ; attempt++) {
-      const out = await this.#attempt(item)
+      let out = await this.#attempt(item)
       if (out.status !== undefined && out.status >= 200 && out.status < 300) {
         this.#delivered++
         return
       }
-      const stopped = this.#stop.signal.aborted
+      // Stopped during the attempt, or during the wait before it: then it was not made,
+      // and the one before is what the dead letter reports.
+      const stopped = this.#stopped
+      if (out.skipped && last !== undefined) {
+        attempt--
+        this.#retried--
+        out = last
+      }
+      last = out
       if (stopped || !retryable(out.status) || attempt >= max) {
         this.#failed++
         emit(this.#bus, 'webhook.failed', {
@@ -254,21 +268,27 @@ class Endpoint {
   }
 
   #sleep(ms: number): Promise<void> {
-    const signal = this.#stop.signal
-    if (signal.aborted) return Promise.resolve()
+    if (this.#stopped) return Promise.resolve()
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(t)
-        signal.removeEventListener('abort', done)
+        this.#cancels.delete(done)
         resolve()
       }
       const t = setTimeout(done, ms)
-      signal.addEventListener('abort', done, { once: true })
+      this.#cancels.add(done)
     })
   }
 
   #attempt(item: Item): Promise<Outcome> {
     const cfg = this.#cfg
+    if (this.#stopped)
+      return Promise.resolve({
+        status: undefined,
+        error: 'aborted at shutdown',
+        retryAfterMs: undefined,
+        skipped: true,
+      })
     // Per attempt: a receiver checks that it is recent, and retries go out later.
     const ts = String(Math.floor(Date.now() / 1000))
     const headers: Record<string, string | number> = {
@@ -288,7 +308,6 @@ class Endpoint {
         settled = true
         resolve(o)
       }
-      const stop = this.#stop.signal
       const req = this.#request(this.#target, {
         method: 'POST',
         headers,
@@ -303,10 +322,9 @@ class Endpoint {
       const onStop = (): void => end('aborted at shutdown')
       const done = (): void => {
         clearTimeout(timer)
-        stop.removeEventListener('abort', onStop)
+        this.#cancels.delete(onStop)
       }
-      if (stop.aborted) onStop()
-      else stop.addEventListener('abort', onStop, { once: true })
+      this.#cancels.add(onStop)
       req.on('response', (res) => {
         const status = res.statusCode ?? 0
         settle({
@@ -380,7 +398,8 @@ class Endpoint {
       })
       clearTimeout(timer)
     }
-    this.#stop.abort()
+    this.#stopped = true
+    for (const cancel of [...this.#cancels]) cancel()
     for (let item = this.#take(); item !== undefined; item = this.#take())
       this.#drop(item.event, 'shutdown')
     // The aborted attempts settle (and record themselves) before the log closes.
