@@ -27,6 +27,7 @@ import {
   waitFor,
   waitForLine,
 } from './helpers.js'
+import { v1 } from './v1.js'
 
 const SECRET = 'test-secret-0123456789'
 
@@ -378,6 +379,16 @@ describe('webhooks: patterns', () => {
     )
     assert.equal(disc.payload.client.ip, '127.0.0.1')
     assert.equal(typeof disc.payload.durationMs, 'number')
+  })
+
+  it('the credentials of wirelog.v1 frames are redacted, as in the log', async () => {
+    const { rx, ts } = await setup(() => 200)
+    const c = await v1(ts.url)
+    c.send({ op: 'refresh', token: 'very-secret-token-value' })
+    const [r] = await rx.wait(1)
+    assert.doesNotMatch(r!.body, /very-secret-token-value/)
+    assert.match(JSON.parse(r!.body).payload.data, /"token":\s*"\[redacted\]"/)
+    await c.close()
   })
 
   it('* never delivers the webhook events themselves (a dead endpoint does not feed itself)', async () => {

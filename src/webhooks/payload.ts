@@ -5,7 +5,8 @@
  * - a client becomes `{ id, ip, user }` (`user` is the authenticated user's id, or null):
  *   never its context, claims or socket;
  * - `message.received` carries `data` as text, or as base64 with `binary: true`; the raw
- *   bytes are not repeated;
+ *   bytes are not repeated; the credentials of `wirelog.v1` frames (`"token"` of resume and
+ *   refresh) are redacted, as in the activity log;
  * - any other Buffer / typed array becomes `{ base64: "…" }`; an Error `{ name, message,
  *   code? }`; a Date its ISO string; a bigint its decimal string; functions and symbols are
  *   left out; a cycle becomes `"[Circular]"` and nesting deeper than 8 `"[Object]"`.
@@ -15,6 +16,8 @@
  */
 import { Connection } from '../connection.js'
 import type { MessageReceived } from '../events.js'
+import { PROTOCOL } from '../pubsub/protocol.js'
+import { redactJsonSecrets } from '../redact.js'
 
 const MAX_DEPTH = 8
 
@@ -32,9 +35,13 @@ function client(c: Connection): WebhookClient {
 export function payloadJson(ns: string, name: string, payload: unknown): string {
   if (ns === 'ws' && name === 'message.received') {
     const m = payload as MessageReceived
+    let data = m.binary ? m.raw.toString('base64') : (m.data as string)
+    // The protocol's own credentials (resume, refresh) leave the server nowhere, as in the log.
+    if (!m.binary && m.client.protocol === PROTOCOL && data.includes('"token"'))
+      data = redactJsonSecrets(data)
     return JSON.stringify({
       client: client(m.client as Connection),
-      data: m.binary ? m.raw.toString('base64') : m.data,
+      data,
       binary: m.binary,
       bytes: m.bytes,
     })
