@@ -1021,6 +1021,12 @@ function objectOf(s: SchemaNode): SchemaNode | undefined {
 export function schemaAt(path: string): SchemaNode | undefined {
   let s: SchemaNode | undefined = configSchema as unknown as SchemaNode
   for (const key of path.split('.')) {
+    // An index into a list of objects (`webhooks.0.retries`): the element's schema.
+    const list: SchemaNode | undefined = s && alternatives(s).find((a) => a.def.type === 'array')
+    if (list?.def.element && /^\d+$/.test(key)) {
+      s = list.def.element
+      continue
+    }
     const shape: Readonly<Record<string, SchemaNode>> | undefined = s && objectOf(s)?.def.shape
     s = shape && Object.hasOwn(shape, key) ? shape[key] : undefined
     if (!s) return undefined
@@ -1196,7 +1202,8 @@ export function coerce(opt: OptionSpec, raw: string, name: string): unknown {
         .filter((s) => s.length > 0)
     case 'webhook':
       try {
-        return parseWebhookFlag(raw)
+        // The variable may list several endpoints; a flag is one (repeat it for more).
+        return parseWebhookFlag(raw, !name.startsWith('--'))
       } catch (err) {
         throw new ConfigError(`${name}: ${(err as Error).message}`)
       }

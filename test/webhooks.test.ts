@@ -465,7 +465,7 @@ describe('webhooks: options', () => {
     )
     assert.throws(
       () => resolveConfig({ webhooks: [{ events: ['*'], url: 'http://x', retries: -1 }] }),
-      /webhooks\.0\.retries/,
+      /option "webhooks\.0\.retries": expected an integer from 0 to 100, got -1/,
     )
     const c = resolveConfig({ webhooks: [{ events: ['client.*'], url: 'https://h.example/x' }] })
     assert.deepEqual(c.webhooks[0], {
@@ -520,6 +520,9 @@ describe('webhooks: options', () => {
       a.stderr(),
       /--webhook: expected EVENTS=URL.*no "=" between the events and the URL/,
     )
+    const c = runCli(['--webhook', 'client.* message.received=http://example.com/hook'])
+    assert.equal(await c.exited, 2)
+    assert.match(c.stderr(), /--webhook: bad event pattern "client\.\* message\.received"/)
     const b = runCli(['--webhook', 'client.*=ftp://example.com/hook'])
     assert.equal(await b.exited, 2)
     assert.match(

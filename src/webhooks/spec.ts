@@ -28,12 +28,15 @@ export const WEBHOOK_FLAG_FORM =
 
 /**
  * Parse `--webhook` values: `EVENTS=URL` where EVENTS is a comma-separated list of patterns
- * (the first `=` separates them: a URL may hold more). The environment variable may hold
- * several, separated by whitespace. Throws an Error whose message says what is wrong.
+ * (the first `=` separates them: a URL may hold more). With `several` (the environment
+ * variable), whitespace separates endpoints. Throws an Error whose message says what is wrong.
  */
-export function parseWebhookFlag(raw: string): Array<{ events: string[]; url: string }> {
-  const entries = raw.split(/\s+/).filter((s) => s.length > 0)
-  if (entries.length === 0)
+export function parseWebhookFlag(
+  raw: string,
+  several = false,
+): Array<{ events: string[]; url: string }> {
+  const entries = several ? raw.split(/\s+/).filter((s) => s.length > 0) : [raw.trim()]
+  if (entries.length === 0 || entries[0] === '')
     throw new Error(`expected ${WEBHOOK_FLAG_FORM}, got ${JSON.stringify(raw)}`)
   return entries.map((entry) => {
     const eq = entry.indexOf('=')
