@@ -299,6 +299,11 @@ export const configSchema = z
      */
     adminToken: z.string().min(16).optional(),
     /**
+     * Prometheus metrics at `GET /metrics` (admin access; see docs/observability.md). Default
+     * on; prom-client is loaded only when it is on.
+     */
+    metrics: z.boolean().default(true),
+    /**
      * Behaviours per subprotocol (library only): a client that offers one of these names in
      * `Sec-WebSocket-Protocol` gets that behaviour; others get `behaviour`.
      */
@@ -501,6 +506,13 @@ export const OPTIONS: readonly OptionSpec[] = [
     'token that opens admin endpoints on a non-loopback bind',
     'a string of at least 16 characters',
     { arg: '<token>' },
+  ),
+  named(
+    '--metrics',
+    'metrics',
+    'bool',
+    'Prometheus metrics at GET /metrics (admin access; --no-metrics turns them off)',
+    BOOL,
   ),
   spec('perMessageDeflate', 'bool', 'enable permessage-deflate (with limits)', BOOL),
   spec('log.enabled', 'bool', 'write the activity log (--no-log turns it off)', BOOL),
