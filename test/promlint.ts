@@ -7,9 +7,10 @@
  * - metric and label names are valid (`[a-zA-Z_:][a-zA-Z0-9_:]*`, `[a-zA-Z_][a-zA-Z0-9_]*`,
  *   no `__` prefix), snake_case (no camelCase), no colons (reserved for recording rules);
  * - label values are quoted with only `\\`, `\"`, `\n` escapes; no label repeated in a sample;
- * - values parse as floats (`NaN`, `+Inf`, `-Inf` included), timestamps as integers;
+ * - values parse as floats (`NaN`, `+Inf`, `-Inf` in any case, as Go's ParseFloat takes them),
+ *   timestamps as integers;
  * - a family's samples are contiguous; no series appears twice;
- * - counters end in `_total`; histogram buckets carry `le` and a `+Inf` bucket, other types
+ * - counters end in `_total`, other typed metrics do not; histogram buckets carry `le` and a `+Inf` bucket, other types
  *   carry no `le`/`quantile` reserved for them; summaries' `quantile` only on their samples;
  * - the text ends with a newline.
  *
@@ -19,7 +20,7 @@
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/
 const TYPES = new Set(['counter', 'gauge', 'histogram', 'summary', 'untyped'])
-const FLOAT = /^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|Inf|inf|NaN|nan)$/
+const FLOAT = /^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf(?:inity)?|nan)$/i
 
 interface Family {
   name: string
@@ -234,8 +235,15 @@ export function promlint(text: string): LintResult {
     } else if ('le' in labels) problem(`${nm}: "le" label is reserved for histogram buckets`)
     if ('quantile' in labels && !(f.type === 'summary' && nm === f.name))
       problem(`${nm}: "quantile" label is reserved for summaries`)
-    const v = valueText.replace(/^\+?(inf|Inf)$/, 'Infinity').replace(/^-(inf|Inf)$/, '-Infinity')
-    samples.push({ name: nm, labels, value: Number(v) })
+    const lower = valueText.toLowerCase()
+    const value = /nan$/.test(lower)
+      ? Number.NaN
+      : /inf(inity)?$/.test(lower)
+        ? lower.startsWith('-')
+          ? -Infinity
+          : Infinity
+        : Number(valueText)
+    samples.push({ name: nm, labels, value })
   })
 
   for (const f of families.values()) {

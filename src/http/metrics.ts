@@ -199,6 +199,10 @@ export class ServerMetrics {
     const registry = new prom.Registry()
     buildMetrics(prom, registry, this.#t, this.#src)
     prom.collectDefaultMetrics({ register: registry, prefix: 'wirelog_' })
+    // Gauges named like counters, which promtool's lint rejects; their `{type}` siblings
+    // (`wirelog_nodejs_active_handles{type=…}` …) carry the same figures.
+    for (const name of ['active_resources_total', 'active_handles_total', 'active_requests_total'])
+      registry.removeSingleMetric(`wirelog_nodejs_${name}`)
     this.#prom = prom
     this.#registry = registry
     const pending = this.#pending
