@@ -51,6 +51,11 @@ describe('metrics: counters', () => {
         assert.equal(v(before, 'wirelog_connections_accepted_total'), 0)
         assert.equal(v(before, 'wirelog_messages_received_total'), 0)
 
+        // A handler of message.sent makes the server build those events: not counted twice.
+        let sentEvents = 0
+        t.server.events.on('ws', 'message.sent', () => {
+          sentEvents++
+        })
         const clients = await Promise.all([connect(t.url), connect(t.url), connect(t.url)])
         let bytesIn = 0
         let bytesOut = 0
@@ -75,6 +80,10 @@ describe('metrics: counters', () => {
         const during = await scrape(t.port)
         assert.equal(v(during, 'wirelog_connections_open'), 3)
         assert.equal(v(during, 'wirelog_connections_accepted_total'), 3)
+        // Sent counts of clients still connected are read from them at scrape time.
+        assert.equal(v(during, 'wirelog_messages_sent_total'), n)
+        assert.equal(v(during, 'wirelog_sent_bytes_total'), bytesOut)
+        assert.equal(sentEvents, n)
 
         clients[0]!.ws.close(1000)
         clients[1]!.ws.close(4321) // a code wirelog does not define: counted as other

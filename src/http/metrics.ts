@@ -8,8 +8,12 @@
  * even on a child from `labels()`. So all counting happens here and prom-client only sees
  * totals, at scrape time (`collect()`).
  *
- * Why a recorder: like the activity log it sees every event of the bus (`message.sent`
- * included, which the server only builds when someone wants it), whatever user handlers do.
+ * Why a recorder: like the activity log it sees every event of the bus, before and whatever
+ * user handlers do. One exception by choice: it does not ask for `message.sent` (per fan-out
+ * recipient, and built only when someone wants it); messages and bytes sent are the
+ * connections' own counters instead — those of the clients gone, summed from
+ * `client.disconnected`, plus those of the clients still connected, read at scrape time.
+ * Same figures, nothing per message.
  *
  * Labels are bounded by construction: close codes the registry knows (others are `other`),
  * `ws` error codes, HTTP statuses and a fixed set of rejection categories. Never a client id,
@@ -36,6 +40,10 @@ export type PromClient = typeof import('prom-client')
 
 /** What the metrics read from the server at scrape time (`WirelogServer` fits). */
 export interface MetricsSource extends HealthSource {
+  readonly clients: { readonly size: number } & Iterable<{
+    readonly messagesOut: number
+    readonly bytesOut: number
+  }>
   readonly broker?: { readonly connected: boolean; stats?(): BrokerStats } | undefined
 }
 
@@ -124,8 +132,9 @@ class Tally {
   accepted = 0
   messagesIn = 0
   bytesIn = 0
-  messagesOut = 0
-  bytesOut = 0
+  /** Messages and bytes sent to clients that have disconnected. */
+  closedMessagesOut = 0
+  closedBytesOut = 0
   rateLimitDropped = 0
   slowConsumerCloses = 0
   userEvents = 0
@@ -157,7 +166,7 @@ export class ServerMetrics {
     this.#src = src
     const t = this.#t
     const recorder: Recorder = {
-      wants: (ns) => ns === 'ws',
+      wants: (ns, name) => ns === 'ws' && name !== 'message.sent',
       record: (ns, name, payload) => record(t, ns, name, payload),
     }
     addRecorder(bus, recorder)
@@ -240,11 +249,8 @@ function record(t: Tally, ns: string, name: string, payload: unknown): void {
     t.bytesIn += (payload as WsEvents['message.received']).bytes
     return
   }
-  if (name === 'message.sent') {
-    t.messagesOut++
-    t.bytesOut += (payload as WsEvents['message.sent']).bytes
-    return
-  }
+  // Counted from the connections (see the module comment), also when a handler asks for it.
+  if (name === 'message.sent') return
   switch (name as WsEventName) {
     case 'client.connected':
       t.accepted++
@@ -256,6 +262,8 @@ function record(t: Tally, ns: string, name: string, payload: unknown): void {
     }
     case 'client.disconnected': {
       const p = payload as WsEvents['client.disconnected']
+      t.closedMessagesOut += p.messagesOut
+      t.closedBytesOut += p.bytesOut
       t.disconnects.add([closeCodeLabel(p.code), p.initiator === 'server' ? 'server' : 'client'])
       if (p.code === CloseCode.SLOW_CONSUMER && p.initiator === 'server') t.slowConsumerCloses++
       return
@@ -349,8 +357,17 @@ function buildMetrics(prom: PromClient, registry: Registry, t: Tally, src: Metri
     'Payload bytes of the messages received.',
     () => t.bytesIn,
   )
-  counter('wirelog_messages_sent_total', 'Messages sent to clients.', () => t.messagesOut)
-  counter('wirelog_sent_bytes_total', 'Payload bytes of the messages sent.', () => t.bytesOut)
+  const sent = (): { messages: number; bytes: number } => {
+    let messages = t.closedMessagesOut
+    let bytes = t.closedBytesOut
+    for (const c of src.clients) {
+      messages += c.messagesOut
+      bytes += c.bytesOut
+    }
+    return { messages, bytes }
+  }
+  counter('wirelog_messages_sent_total', 'Messages sent to clients.', () => sent().messages)
+  counter('wirelog_sent_bytes_total', 'Payload bytes of the messages sent.', () => sent().bytes)
   labelled(
     'wirelog_disconnects_total',
     'Clients disconnected, by close code (unregistered codes: other) and who closed first.',
