@@ -244,7 +244,14 @@ describe('metrics: counters', () => {
     await withServer({ behaviour: 'pubsub', log: { enabled: false } }, async (t) => {
       await t.server.publish('news', { n: 1 })
       await t.server.publish('news', { n: 2 })
+      // A wirelog.v1 request that is not JSON: answered with BAD_JSON, counted by code.
+      const c = await connect(t.url)
+      c.ws.send('not json')
+      await c.waitMessages(1)
+      c.ws.close()
+      await c.closed
       const s = await scrape(t.port)
+      assert.equal(sampleValue(s, 'wirelog_pubsub_errors_total', { code: 'BAD_JSON' }), 1)
       const stats = t.server.broker.stats!()
       assert.equal(sampleValue(s, 'wirelog_broker_connected'), 1)
       assert.equal(sampleValue(s, 'wirelog_broker_published_total'), stats.published)

@@ -33,6 +33,7 @@ import {
   type WsEventName,
   type WsEvents,
 } from '../events.js'
+import { ErrorCode } from '../pubsub/protocol.js'
 import { type HealthSource, readiness } from './health.js'
 
 /** The prom-client module, as handed to `ServerMetrics.use()` callbacks. */
@@ -93,6 +94,13 @@ export function closeCodeLabel(code: number): string {
 /** `ws`'s error codes (`WS_ERR_…`) and a few socket ones; anything else `other`. */
 export function errorCodeLabel(code: string): string {
   return /^(WS_ERR|ERR|E)[A-Z0-9_]{0,48}$/.test(code) ? code : OTHER
+}
+
+const PUBSUB_CODES: ReadonlySet<string> = new Set(Object.values(ErrorCode))
+
+/** A `wirelog.v1` protocol error code (`BAD_FRAME`, …); anything else `other`. */
+export function pubsubCodeLabel(code: string): string {
+  return PUBSUB_CODES.has(code) ? code : OTHER
 }
 
 const REJECT_REASONS: ReadonlyMap<string, string> = new Map([
@@ -290,7 +298,7 @@ function record(t: Tally, ns: string, name: string, payload: unknown): void {
       t.sessionsResumed++
       return
     case 'pubsub.error':
-      t.pubsubErrors.add([errorCodeLabel((payload as WsEvents['pubsub.error']).code)])
+      t.pubsubErrors.add([pubsubCodeLabel((payload as WsEvents['pubsub.error']).code)])
       return
     default:
       // Lifecycle, log and broker events: their figures are read from the source at scrape.
