@@ -10,7 +10,23 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { ActivityLog, createServer, resolveConfig, type WirelogOptions } from '../src/index.js'
+import { emit } from '../src/events.js'
+import {
+  closeCodeLabel,
+  errorCodeLabel,
+  failureSource,
+  MAX_SERIES,
+  rejectCategory,
+  ServerMetrics,
+} from '../src/http/metrics.js'
+import {
+  ActivityLog,
+  type Client,
+  createServer,
+  EventBus,
+  resolveConfig,
+  type WirelogOptions,
+} from '../src/index.js'
 import { frame, OP, rawConnect } from './frames.js'
 import { connect, expectRejected, ROOT, startServer, tempDir, waitFor } from './helpers.js'
 import { http } from './http-helpers.js'
@@ -258,6 +274,53 @@ describe('metrics: counters', () => {
       assert.equal(sampleValue(s, 'wirelog_broker_received_total'), stats.received)
       assert.equal(sampleValue(s, 'wirelog_topic_publishes_total'), 2)
     })
+  })
+})
+
+describe('metrics: bounded labels', () => {
+  it('codes, reasons and sources map to bounded sets; each counter caps its series', async () => {
+    assert.equal(closeCodeLabel(1000), '1000')
+    assert.equal(closeCodeLabel(1015), '1015')
+    assert.equal(closeCodeLabel(4000), '4000')
+    assert.equal(closeCodeLabel(4004), '4004')
+    assert.equal(closeCodeLabel(4999), 'other')
+    assert.equal(closeCodeLabel(3000), 'other')
+    assert.equal(errorCodeLabel('WS_ERR_INVALID_UTF8'), 'WS_ERR_INVALID_UTF8')
+    assert.equal(errorCodeLabel('user text'), 'other')
+    assert.equal(rejectCategory(403, 'origin not allowed'), 'origin')
+    assert.equal(rejectCategory(403, 'go away, 10.1.2.3'), 'forbidden')
+    assert.equal(rejectCategory(418, 'teapot for user bob'), 'other')
+    assert.equal(failureSource('app:order.created'), 'user')
+    assert.equal(failureSource('http:/boom'), 'http')
+
+    // 200 distinct error codes: at most MAX_SERIES series, none lost.
+    const bus = new EventBus()
+    const clients = new Set<{ messagesOut: number; bytesOut: number }>()
+    const metrics = new ServerMetrics(bus, {
+      state: 'RUNNING',
+      clients,
+      address: () => null,
+    })
+    const client = { id: 'c', ip: '127.0.0.1' } as unknown as Client
+    for (let i = 0; i < 200; i++)
+      emit(bus, 'client.error', {
+        client,
+        code: `WS_ERR_CODE_${i}`,
+        message: '',
+        closeCode: 1002,
+      })
+    const { problems, samples } = promlint(await metrics.text())
+    assert.deepEqual(problems, [])
+    const series = samples.filter((x) => x.name === 'wirelog_client_errors_total')
+    assert.equal(series.length, MAX_SERIES)
+    assert.equal(
+      series.reduce((a, x) => a + x.value, 0),
+      200,
+    )
+    assert.equal(
+      sampleValue(samples, 'wirelog_client_errors_total', { code: 'other' }),
+      200 - (MAX_SERIES - 1),
+    )
   })
 })
 
