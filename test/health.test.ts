@@ -91,6 +91,7 @@ describe('health endpoints', () => {
       const body = JSON.parse(r.body) as { status: string; checks: Record<string, string> }
       assert.equal(body.status, 'unavailable')
       assert.equal(body.checks.accepting, 'fail')
+      assert.equal(body.checks.listening, 'fail', 'the listener closes first')
       assert.equal(body.checks.log, 'ok')
       const l = await live.finish()
       assert.equal(l.status, 200)

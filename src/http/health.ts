@@ -4,9 +4,9 @@
  * - `GET /healthz`: the process answers HTTP (liveness). 200 for as long as it does, also
  *   while draining: restarting a process that is shutting down cleanly only loses clients.
  * - `GET /readyz`: send new clients here? 200 only when every check passes, else 503:
- *   `listening` (bound and RUNNING), `accepting` (not draining after `close()`), `log` (the
- *   activity log is writable; absent when logging is off) and `broker` (its backend is
- *   reachable; absent when the server has no broker).
+ *   `listening` (the port is bound: no longer once a shutdown starts), `accepting` (not
+ *   draining after `close()`), `log` (the activity log is writable; absent when logging is
+ *   off) and `broker` (its backend is reachable; absent when the server has no broker).
  *
  * Both answer `{"status":"ok"|"unavailable","checks":{name:"ok"|"fail"}}`; an admin also
  * gets the lifecycle state and the number of connected clients (as `/health` does, counts are
