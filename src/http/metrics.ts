@@ -206,7 +206,7 @@ export class ServerMetrics {
     else this.#pending.push(fn)
   }
 
-  /** Load prom-client and build the registry (idempotent). */
+  /** Load prom-client and build the registry (idempotent; `listen()` calls it). @internal */
   load(): Promise<void> {
     this.#loading ??= this.#load()
     return this.#loading
@@ -242,7 +242,7 @@ export class ServerMetrics {
     return this.#registry!.metrics()
   }
 
-  /** The `/metrics` route. */
+  /** The `/metrics` route (the server routes it as an admin route). @internal */
   async serve(_req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await this.text()
     res.writeHead(200, {
