@@ -330,6 +330,11 @@ export const configSchema = z
     /** The live dashboard at `GET /dashboard` and its feed (admin access, like every admin endpoint). */
     dashboard: z.boolean().default(true),
     /**
+     * Prometheus metrics at `GET /metrics` (admin access; see docs/observability.md). Default
+     * on; prom-client is loaded only when it is on.
+     */
+    metrics: z.boolean().default(true),
+    /**
      * Behaviours per subprotocol (library only): a client that offers one of these names in
      * `Sec-WebSocket-Protocol` gets that behaviour; others get `behaviour`.
      */
@@ -553,6 +558,13 @@ export const OPTIONS: readonly OptionSpec[] = [
     'dashboard',
     'bool',
     'serve the live dashboard at /dashboard (admins only; --no-dashboard turns it off)',
+    BOOL,
+  ),
+  named(
+    '--metrics',
+    'metrics',
+    'bool',
+    'Prometheus metrics at GET /metrics (admin access; --no-metrics turns them off)',
     BOOL,
   ),
   spec('perMessageDeflate', 'bool', 'enable permessage-deflate (with limits)', BOOL),

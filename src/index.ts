@@ -81,6 +81,8 @@ export {
   type WsEvents,
 } from './events.js'
 export type { ForwardStats } from './forward.js'
+export type { CheckResult, Readiness } from './http/health.js'
+export type { PromClient, ServerMetrics } from './http/metrics.js'
 export type {
   RouteAccess,
   RouteContext,

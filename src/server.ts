@@ -46,6 +46,8 @@ import {
 } from './connection.js'
 import { EventBus, emit, type MessageReceived, subscriptionVersion } from './events.js'
 import { Forwarder, type ForwardStats } from './forward.js'
+import { addHealthRoutes } from './http/health.js'
+import { ServerMetrics } from './http/metrics.js'
 import { rejectUpgrade } from './http/raw.js'
 import {
   type RouteAccess,
@@ -142,6 +144,7 @@ export class WirelogServer {
   #forward: Forwarder | undefined
   #dashboard: { close(): void } | undefined
   #webhooks: Webhooks | undefined
+  #metrics: ServerMetrics | undefined
   #expiry = new Map<Connection, NodeJS.Timeout>()
   #heartbeat: NodeJS.Timeout | undefined
   #idleSweep: NodeJS.Timeout | undefined
@@ -284,6 +287,12 @@ export class WirelogServer {
         access: cfg.health === 'admin' ? 'admin' : 'public',
       })
     }
+    addHealthRoutes((p, h, o) => this.#router.add(p, h, o), this, cfg.health)
+    if (cfg.metrics) {
+      const metrics = new ServerMetrics(this.events, this)
+      this.#metrics = metrics
+      this.#router.add('/metrics', (req, res) => metrics.serve(req, res), { access: 'admin' })
+    }
 
     this.#http = createHttpServer(
       {
@@ -311,6 +320,14 @@ export class WirelogServer {
   /** The broker of topics, sessions and presence (`connected`, `stats()` for readiness and metrics). */
   get broker(): Broker {
     return this.#pubsub.broker
+  }
+
+  /**
+   * Prometheus metrics (undefined with `metrics: false`): `registry` (after `listen()`) and
+   * `use()` to add metrics of your own. See docs/observability.md.
+   */
+  get metrics(): ServerMetrics | undefined {
+    return this.#metrics
   }
 
   /** Event forwarding per destination (empty when none is configured). */
@@ -434,6 +451,7 @@ export class WirelogServer {
     const cfg = this.config
     try {
       await this.activityLog?.open()
+      await this.#metrics?.load()
       await this.#forward?.start()
       // Loaded only when configured; recording starts before server.listening.
       if (cfg.webhooks.length > 0) {
