@@ -8,6 +8,8 @@
 import { strict as assert } from 'node:assert'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { rmSync, writeFileSync } from 'node:fs'
+import { createServer as createHttpServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { emit } from '../src/events.js'
@@ -274,6 +276,59 @@ describe('metrics: counters', () => {
       assert.equal(sampleValue(s, 'wirelog_broker_received_total'), stats.received)
       assert.equal(sampleValue(s, 'wirelog_topic_publishes_total'), 2)
     })
+  })
+
+  it('webhook deliveries, failures and queue per endpoint come from server.webhooks', async () => {
+    let got = 0
+    const ok = createHttpServer((req, res) => {
+      req.resume()
+      req.on('end', () => {
+        got++
+        res.end('ok')
+      })
+    })
+    const bad = createHttpServer((req, res) => {
+      req.resume()
+      res.statusCode = 400
+      res.end('no')
+    })
+    await Promise.all([ok, bad].map((h) => new Promise<void>((r) => h.listen(0, '127.0.0.1', r))))
+    const okHost = `127.0.0.1:${(ok.address() as AddressInfo).port}`
+    const badHost = `127.0.0.1:${(bad.address() as AddressInfo).port}`
+    try {
+      await withServer(
+        {
+          log: { enabled: false },
+          webhooks: [
+            { events: ['client.connected'], url: `http://${okHost}/` },
+            { events: ['client.connected'], url: `http://${badHost}/` },
+          ],
+        },
+        async (t) => {
+          for (let i = 0; i < 3; i++) {
+            const c = await connect(t.url)
+            c.ws.close()
+            await c.closed
+          }
+          await waitFor(
+            () =>
+              got === 3 &&
+              t.server.webhooks!.stats().every((e) => e.queued === 0 && e.inFlight === 0),
+            'the deliveries to settle',
+          )
+          const s = await scrape(t.port)
+          const v = (name: string, endpoint: string) => sampleValue(s, name, { endpoint })
+          assert.equal(v('wirelog_webhook_delivered_total', okHost), 3)
+          assert.equal(v('wirelog_webhook_failed_total', okHost), 0)
+          assert.equal(v('wirelog_webhook_delivered_total', badHost), 0)
+          assert.equal(v('wirelog_webhook_failed_total', badHost), 3, '400 is not retried')
+          assert.equal(v('wirelog_webhook_queued', okHost), 0)
+        },
+      )
+    } finally {
+      ok.close()
+      bad.close()
+    }
   })
 })
 

@@ -46,6 +46,19 @@ export interface MetricsSource extends HealthSource {
     readonly bytesOut: number
   }>
   readonly broker?: { readonly connected: boolean; stats?(): BrokerStats } | undefined
+  /** Outgoing webhooks, one entry per configured endpoint (a bounded label). */
+  readonly webhooks?:
+    | {
+        stats(): ReadonlyArray<{
+          readonly endpoint: string
+          readonly delivered: number
+          readonly failed: number
+          readonly retried: number
+          readonly dropped: number
+          readonly queued: number
+        }>
+      }
+    | undefined
 }
 
 /** Most distinct label sets one counter keeps; the rest are counted under `other`. */
@@ -488,4 +501,40 @@ function buildMetrics(prom: PromClient, registry: Registry, t: Tally, src: Metri
     () => brokerStats()?.reconnects ?? 0,
   )
   gauge('wirelog_broker_queue', 'Broker commands in flight now.', () => brokerStats()?.queue ?? 0)
+
+  // Webhooks: one series per configured endpoint (its host), read at scrape time.
+  const perEndpoint = (
+    name: string,
+    help: string,
+    kind: 'delivered' | 'failed' | 'retried' | 'dropped' | 'queued',
+  ): void => {
+    const Metric = kind === 'queued' ? prom.Gauge : prom.Counter
+    new Metric({
+      name,
+      help,
+      labelNames: ['endpoint'],
+      registers,
+      collect(this: { reset(): void; inc(l: Record<string, string>, v: number): void }) {
+        this.reset()
+        for (const e of src.webhooks?.stats() ?? []) this.inc({ endpoint: e.endpoint }, e[kind])
+      },
+    } as never)
+  }
+  perEndpoint('wirelog_webhook_delivered_total', 'Webhook deliveries answered 2xx.', 'delivered')
+  perEndpoint(
+    'wirelog_webhook_failed_total',
+    'Webhook deliveries given up (dead letters in the log).',
+    'failed',
+  )
+  perEndpoint(
+    'wirelog_webhook_retries_total',
+    'Webhook attempts repeated after a failure.',
+    'retried',
+  )
+  perEndpoint(
+    'wirelog_webhook_dropped_total',
+    'Webhook deliveries dropped unattempted (queue full, shutdown).',
+    'dropped',
+  )
+  perEndpoint('wirelog_webhook_queued', 'Webhook deliveries waiting now.', 'queued')
 }
