@@ -14,8 +14,10 @@ import type { EventBus, Recorder, WsEventName, WsEvents } from '../events.js'
 import { addRecorder, emit } from '../events.js'
 import { PROTOCOL } from '../pubsub/protocol.js'
 import { createRedactor, REDACTED, type Redactor, redactJsonSecrets } from '../redact.js'
+import { Chain } from './chain.js'
 import { cutText, escapeText, jsonValue, utf8Boundary } from './escape.js'
 import { createBuilder, LEVELS, type LevelName, type LineBuilder } from './format.js'
+import { loadSealKey, type SealKey } from './seal-key.js'
 import { Sink, type SinkOptions } from './sink.js'
 
 /** Most `handler.failed` lines per event name per second; the rest become one summary line. */
@@ -120,6 +122,7 @@ export class ActivityLog implements Recorder {
   #failures = new Map<string, { windowStart: number; count: number; suppressed: number }>()
   #failureTimer: NodeJS.Timeout | undefined
   #rotateTimer: NodeJS.Timeout | undefined
+  #sealTimer: NodeJS.Timeout | undefined
   /** `#lines` right after the last timed rotation: an idle log is not rotated again. */
   #linesAtRotate = -1
   #bus: EventBus | undefined
@@ -152,10 +155,18 @@ export class ActivityLog implements Recorder {
       flushInterval: this.#cfg.flushInterval,
       maxBuffer: this.#cfg.maxBuffer,
     }
+    const sign = this.#cfg.sign
+    const chained = this.#cfg.chain || sign.key !== undefined
+    // The tap (forwarders) gets lines unchained: the chain belongs to a file (or stdout).
+    const key: SealKey | undefined =
+      sign.key !== undefined ? loadSealKey(sign.key, '--log-sign-key', true) : undefined
+    const chain = (): Chain | undefined =>
+      chained ? new Chain({ key, every: sign.every }) : undefined
     if (this.path !== undefined) {
       const path = this.path
       const sink = await Sink.openFile(path, {
         ...base,
+        chain: chain(),
         rotateSize: this.#cfg.rotate.size,
         rotateKeep: this.#cfg.rotate.keep,
         onError: (err) => {
@@ -195,6 +206,7 @@ export class ActivityLog implements Recorder {
       this.#sinks.push(
         Sink.fd(1, {
           ...base,
+          chain: chain(),
           // Final for stdout: the reader is gone (EPIPE), the sink stops, the server goes on.
           onError: (err) => {
             this.#report(
@@ -208,6 +220,12 @@ export class ActivityLog implements Recorder {
           },
         }),
       )
+    if (key !== undefined && sign.interval > 0) {
+      this.#sealTimer = setInterval(() => {
+        for (const s of this.#sinks) s.seal()
+      }, sign.interval * 1000)
+      this.#sealTimer.unref()
+    }
     const early = this.#early
     this.#early = undefined
     for (const line of early) this.#out(line)
@@ -705,6 +723,7 @@ export class ActivityLog implements Recorder {
     if (this.#failureTimer) clearTimeout(this.#failureTimer)
     this.#flushFailureSummaries()
     if (this.#rotateTimer) clearInterval(this.#rotateTimer)
+    if (this.#sealTimer) clearInterval(this.#sealTimer)
     this.#closed = true
     this.#detach?.()
     this.#detach = undefined
@@ -717,7 +736,17 @@ export class ActivityLog implements Recorder {
 }
 
 /** Field names of every line: a user field may not shadow them. */
-const RESERVED_FIELDS = new Set(['level', 'time', 'pid', 'hostname', 'event', 'msg', 'source'])
+const RESERVED_FIELDS = new Set([
+  'level',
+  'time',
+  'pid',
+  'hostname',
+  'event',
+  'msg',
+  'source',
+  'n',
+  'chain',
+])
 
 function errorText(err: unknown): string {
   if (err instanceof Error) return `${err.name}: ${err.message}`
