@@ -23,7 +23,7 @@ import { Chain } from '../src/log/chain.js'
 import { Sink } from '../src/log/sink.js'
 import { linkFiles, verifyFile } from '../src/log/verify.js'
 import { logFiles, startLoad, within } from './durability-helpers.js'
-import { runCli, startCli, tempDir, waitFor } from './helpers.js'
+import { readLines, runCli, startCli, tempDir, waitFor } from './helpers.js'
 
 const FILE = 'activity.log'
 
@@ -317,24 +317,30 @@ describe('chain through the CLI: SIGHUP reopen under load, restart', () => {
       '0.2s',
     ]
     const cli = await startCli(args)
-    const load = await startLoad(`ws://127.0.0.1:${cli.port}`, {
-      clients: 3,
-      window: 4,
-      maxPerClient: 100_000,
-    })
-    await load.waitEchoes(300, 15_000)
-    renameSync(join(dir, FILE), join(dir, `${FILE}.1`))
-    cli.proc.kill('SIGHUP')
-    await waitFor(
-      () => readFileSync(join(dir, FILE), 'utf8').includes('"reason":"reopen"'),
-      'the reopened file',
-    )
-    await load.waitEchoes(load.echoes() + 300, 15_000)
-    load.stop()
-    await load.settle()
-    await load.closeAll()
-    cli.proc.kill('SIGTERM')
-    assert.equal(await within(cli.exited, 10_000, 'exit'), 0)
+    try {
+      const load = await startLoad(`ws://127.0.0.1:${cli.port}`, {
+        clients: 3,
+        window: 4,
+        maxPerClient: 5000,
+      })
+      await load.waitEchoes(300, 15_000)
+      renameSync(join(dir, FILE), join(dir, `${FILE}.1`))
+      cli.proc.kill('SIGHUP')
+      // The new file appears with its anchor (until then, there is no file at the path).
+      await waitFor(
+        () => readLines(join(dir, FILE))[0]?.includes('"reason":"reopen"'),
+        'the reopened file',
+        10_000,
+      )
+      await load.waitEchoes(load.echoes() + 300, 15_000)
+      load.stop()
+      await load.settle()
+      await load.closeAll()
+      cli.proc.kill('SIGTERM')
+      assert.equal(await within(cli.exited, 10_000, 'exit'), 0)
+    } finally {
+      cli.proc.kill('SIGKILL')
+    }
     // A second run appends to the same file: its anchor continues the chain.
     const again = await startCli(args)
     again.proc.kill('SIGTERM')

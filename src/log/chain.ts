@@ -17,7 +17,7 @@
  * One Chain per destination (the file, stdout): the sink calls it where it knows which file
  * a line lands in. The unchained path never reaches this module.
  */
-import { createHash } from 'node:crypto'
+import * as crypto from 'node:crypto'
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { jsonString } from './escape.js'
@@ -30,10 +30,14 @@ export const CHAIN_MARK = ',"chain":"'
 /** `,"chain":"` + 64 hex + `"}`: the bytes after the hashed part of a line (newline excluded). */
 export const CHAIN_TAIL = CHAIN_MARK.length + 64 + 2
 
-/** The hash of a line's hashed part `p` following `prev`. */
-export function link(prev: string, p: string | Buffer): string {
-  return createHash('sha256').update(prev, 'latin1').update(p).digest('hex')
-}
+/** `crypto.hash` (Node ≥ 20.12): one call, no Hash object; about half the cost per line. */
+const oneShot = (crypto as { hash?: (alg: string, data: string, enc: 'hex') => string }).hash
+
+/** The hash of a line's hashed part `p` following `prev` (64 hex characters). */
+export const link: (prev: string, p: string) => string =
+  oneShot !== undefined
+    ? (prev, p) => oneShot('sha256', prev + p, 'hex')
+    : (prev, p) => crypto.createHash('sha256').update(prev, 'latin1').update(p).digest('hex')
 
 export interface ChainOptions {
   /** Seals: the key, and how often (lines; 0 = only by time and at rotation/close). */
@@ -82,7 +86,7 @@ export class Chain {
   /** Chain one json line (ending in `}\n`). */
   line(line: string): string {
     const p = `${line.slice(0, line.length - 2)},"n":${++this.#n}`
-    const h = createHash('sha256').update(this.#head, 'latin1').update(p).digest('hex')
+    const h = link(this.#head, p)
     this.#head = h
     this.#sinceSeal++
     return `${p},"chain":"${h}"}\n`
