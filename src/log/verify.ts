@@ -9,7 +9,7 @@
  * deleted; a position seen before is a line inserted (or copied); a position below one
  * already seen, whose content links to its true predecessor, is a line moved.
  */
-import { createHash } from 'node:crypto'
+import * as crypto from 'node:crypto'
 import { open } from 'node:fs/promises'
 import { CHAIN_MARK, CHAIN_TAIL, GENESIS } from './chain.js'
 import type { SealKey } from './seal-key.js'
@@ -71,6 +71,30 @@ const RING = 1024
 const NEWLINE = 10
 const EVENT_LOG = Buffer.from('"event":"log.')
 const MARK = Buffer.from(CHAIN_MARK)
+/** `crypto.hash` (Node ≥ 20.12): one call per line instead of a Hash object. */
+const oneShot = (crypto as { hash?: (alg: string, data: Buffer, enc: 'hex') => string }).hash
+
+/**
+ * Hashes `prev` (64 hex) followed by `buf[s, e)`: with `crypto.hash`, the two are put side by
+ * side in a scratch buffer first (a copy of a few hundred bytes costs less than a Hash object).
+ */
+class Linker {
+  #scratch = Buffer.allocUnsafe(64 * 1024)
+  link(prev: string, buf: Buffer, s: number, e: number): string {
+    if (oneShot === undefined)
+      return crypto
+        .createHash('sha256')
+        .update(prev, 'latin1')
+        .update(buf.subarray(s, e))
+        .digest('hex')
+    const need = 64 + e - s
+    if (need > this.#scratch.length) this.#scratch = Buffer.allocUnsafe(need * 2)
+    const x = this.#scratch
+    x.write(prev, 0, 64, 'latin1')
+    buf.copy(x, 64, s, e)
+    return oneShot('sha256', x.subarray(0, need), 'hex')
+  }
+}
 
 /** Check one file on its own (its links to other files are checked by `linkFiles`). */
 export async function verifyFile(path: string, opts: VerifyOptions = {}): Promise<FileResult> {
@@ -102,6 +126,7 @@ export async function verifyFile(path: string, opts: VerifyOptions = {}): Promis
   let nPrev = 0
   let maxN = 0
   let started = false
+  const linker = new Linker()
 
   const known = (n: number): string | undefined =>
     ringN[n & (RING - 1)] === n ? ringH[n & (RING - 1)] : undefined
@@ -155,13 +180,12 @@ export async function verifyFile(path: string, opts: VerifyOptions = {}): Promis
         )
       }
     }
-    const p = buf.subarray(s, pEnd)
     if (head === undefined) {
       // Nothing to check this line against: take it as it is and check what follows.
       head = stored
     } else if (n === nPrev + 1 && nPrev === maxN) {
       // The common case: the next position, right after the previous line.
-      if (createHash('sha256').update(head, 'latin1').update(p).digest('hex') !== stored)
+      if (linker.link(head, buf, s, pEnd) !== stored)
         problem(
           'edited',
           lineNo,
@@ -182,9 +206,7 @@ export async function verifyFile(path: string, opts: VerifyOptions = {}): Promis
       )
     } else {
       const pred = known(n - 1)
-      const ok =
-        pred !== undefined &&
-        createHash('sha256').update(pred, 'latin1').update(p).digest('hex') === stored
+      const ok = pred !== undefined && linker.link(pred, buf, s, pEnd) === stored
       if (n <= maxN)
         problem(
           'reordered',
