@@ -228,11 +228,7 @@ export class Sink {
   write(line: string): void {
     if (this.#state !== 'OPEN') return
     if (this.#chain !== undefined) {
-      // Room first: a flush may rotate, and the line must be chained after the new anchor.
-      if ((line.length + CHAIN_ROOM) * 3 > CHUNK_BYTES - this.#off) {
-        this.flush()
-        if (this.#state !== 'OPEN') return
-      }
+      if (!this.#roomFor(line.length)) return
       line = this.#chain.line(line)
       if (this.#chain.sealDue) line += this.#chain.seal('lines')
     }
@@ -241,9 +237,23 @@ export class Sink {
 
   /** Seal the chain head now, if anything was chained since the last seal (the seal timer). */
   seal(): void {
-    if (this.#state !== 'OPEN' || this.#chain === undefined) return
+    if (this.#state !== 'OPEN' || this.#chain === undefined || this.#chain.unsealed === 0) return
+    if (!this.#roomFor(0)) return
     const s = this.#chain.seal('interval')
     if (s !== undefined) this.#put(s)
+  }
+
+  /**
+   * Chained: make room for a line of `length` characters before it is chained. A flush may
+   * rotate, and the line must be chained after the new file's anchor, not before it. False
+   * when the sink stopped meanwhile.
+   */
+  #roomFor(length: number): boolean {
+    if ((length + CHAIN_ROOM) * 3 > CHUNK_BYTES - this.#off) {
+      this.flush()
+      return this.#state === 'OPEN'
+    }
+    return true
   }
 
   #put(line: string): void {
