@@ -344,8 +344,8 @@ export const configSchema = z
     if ((c.log.chain || c.log.sign.key !== undefined) && c.log.format !== 'json')
       ctx.addIssue({
         code: 'custom',
-        path: ['log', 'chain'],
-        message: `a chained log (--log-chain, --log-sign-key) needs --log-format json, got ${c.log.format}`,
+        path: ['log', 'format'],
+        message: 'a chained log (--log-chain, --log-sign-key) needs json',
       })
     if (c.auth.mode === 'tokens' && c.auth.tokensFile === undefined)
       ctx.addIssue({

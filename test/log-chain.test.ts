@@ -225,7 +225,7 @@ describe('chained activity log', () => {
   it('a chained text log is refused with a clear config error', async () => {
     const c = runCli(['--log-chain', '--port', '0'])
     assert.equal(await within(c.exited, 10_000, 'exit'), 2)
-    assert.match(c.stderr(), /needs --log-format json/)
+    assert.match(c.stderr(), /"log.format".*chained log .*needs json/)
   })
 })
 
