@@ -112,6 +112,8 @@ export class ActivityLog implements Recorder {
   /** Sinks closed by `close()`: their counters still count in `stats`. */
   #closedSinks: Sink[] = []
   #minLevel: number
+  /** Lines end with the chain's fields (`--log-chain`, `--log-sign-key`). */
+  readonly #chained: boolean
   #detach: (() => void) | undefined
   /** Lines of events recorded before `open()`; undefined once open. */
   #early: string[] | undefined = []
@@ -142,6 +144,7 @@ export class ActivityLog implements Recorder {
     this.#cfg = cfg
     this.#b = createBuilder(cfg.format)
     this.#minLevel = LEVELS[cfg.level]
+    this.#chained = cfg.chain || cfg.sign.key !== undefined
     this.#redact = createRedactor(cfg.redact)
     this.path = cfg.enabled ? resolve(join(cfg.dir, cfg.file)) : undefined
     this.#report = report
@@ -156,7 +159,7 @@ export class ActivityLog implements Recorder {
       maxBuffer: this.#cfg.maxBuffer,
     }
     const sign = this.#cfg.sign
-    const chained = this.#cfg.chain || sign.key !== undefined
+    const chained = this.#chained
     // The tap (forwarders) gets lines unchained: the chain belongs to a file (or stdout).
     const key: SealKey | undefined =
       sign.key !== undefined ? loadSealKey(sign.key, '--log-sign-key', true) : undefined
@@ -620,7 +623,7 @@ export class ActivityLog implements Recorder {
     if (fields !== undefined && fields !== null) {
       for (const [k, v] of Object.entries(fields)) {
         const key = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(k) ? k : 'field'
-        if (RESERVED_FIELDS.has(key)) continue
+        if (RESERVED_FIELDS.has(key) || (this.#chained && CHAIN_FIELDS.has(key))) continue
         if (this.#redact.isSecret(k)) b.str(key, REDACTED)
         else if (typeof v === 'number' && Number.isFinite(v)) b.num(key, v)
         else if (typeof v === 'boolean') b.bool(key, v)
@@ -736,17 +739,9 @@ export class ActivityLog implements Recorder {
 }
 
 /** Field names of every line: a user field may not shadow them. */
-const RESERVED_FIELDS = new Set([
-  'level',
-  'time',
-  'pid',
-  'hostname',
-  'event',
-  'msg',
-  'source',
-  'n',
-  'chain',
-])
+const RESERVED_FIELDS = new Set(['level', 'time', 'pid', 'hostname', 'event', 'msg', 'source'])
+/** …and in a chained log, the fields the chain ends each line with. */
+const CHAIN_FIELDS = new Set(['n', 'chain'])
 
 function errorText(err: unknown): string {
   if (err instanceof Error) return `${err.name}: ${err.message}`
