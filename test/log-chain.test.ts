@@ -371,6 +371,45 @@ describe('chain through the CLI: SIGHUP reopen under load, restart', () => {
   })
 })
 
+describe('chain on stdout and per worker', () => {
+  it('stdout carries its own chain, which verifies once captured', async () => {
+    const dir = tempDir('wirelog-chain-stdout-')
+    const cli = await startCli(['--no-log', '--log-stdout', '--log-format', 'json', '--log-chain'])
+    const c = await startLoad(`ws://127.0.0.1:${cli.port}`, { clients: 2, maxPerClient: 50 })
+    await c.waitEchoes(100, 15_000)
+    await c.closeAll()
+    cli.proc.kill('SIGTERM')
+    assert.equal(await within(cli.exited, 10_000, 'exit'), 0)
+    writeFileSync(join(dir, 'stdout.log'), cli.stdout())
+    assert.match(cli.stdout(), /^\{[^\n]*"event":"log\.anchor","file":"stdout"/)
+    const r = await verify([join(dir, 'stdout.log')])
+    assert.equal(r.code, 0, r.out)
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('with --workers, each worker file (and the primary one) is a chain of its own', async () => {
+    const dir = tempDir('wirelog-chain-workers-')
+    const cli = await startCli([
+      '--workers',
+      '2',
+      '--log-dir',
+      dir,
+      '--log-format',
+      'json',
+      '--log-chain',
+    ])
+    const c = await startLoad(`ws://127.0.0.1:${cli.port}`, { clients: 4, maxPerClient: 50 })
+    await c.waitEchoes(200, 15_000)
+    await c.closeAll()
+    cli.proc.kill('SIGTERM')
+    assert.equal(await within(cli.exited, 15_000, 'exit'), 0)
+    const r = await verify([dir])
+    assert.equal(r.code, 0, r.out)
+    assert.equal(r.out.match(/^chain: /gm)?.length, 3, r.out)
+    rmSync(dir, { recursive: true, force: true })
+  })
+})
+
 describe('a million lines', () => {
   it('written through the chained sink, verify intact', async () => {
     const dir = tempDir('wirelog-chain-big-')
