@@ -91,9 +91,8 @@ export interface SinkOptions {
   onRotate?: (rotatedTo: string) => void
   /** The file was deleted or moved away and has been reopened at its path. */
   onReopen?: (reason: string) => void
-  /** Chain every line (see `chain.ts`); anchors name `chainName` (default: the file's name). */
+  /** Chain every line (see `chain.ts`); anchors name the file (or `stdout`). */
   chain?: Chain | undefined
-  chainName?: string
 }
 
 /** Bytes handed over and not yet written, in order. */
@@ -203,8 +202,7 @@ export class Sink {
       if (end) opts.chain.resume(end)
       // A file whose last line is not chained (an older log, a torn write) is moved aside, so
       // that the chained file starts with its anchor and verifies whole.
-      if (sink.bytes > 0 && !end?.clean && sink.#rotateAs('start')) sink.#startWriting()
-      else sink.#anchor('start')
+      if (!(sink.bytes > 0 && !end?.clean && sink.#rotateAs('start'))) sink.#anchor('start')
       sink.#startWriting()
     }
     return sink
@@ -702,7 +700,7 @@ export class Sink {
 
   /** Chained: the first line of a file (or of a stream), handed over at once. */
   #anchor(reason: string): void {
-    const name = this.#opts.chainName ?? (this.path !== undefined ? basename(this.path) : 'stdout')
+    const name = this.path !== undefined ? basename(this.path) : 'stdout'
     this.#append(this.#chain!.anchor(name, reason))
     this.#handOver()
   }
