@@ -42,8 +42,13 @@ const writeLines = (path: string, lines: string[]): void =>
   writeFileSync(path, lines.map((l) => `${l}\n`).join(''))
 
 /** A copy of `files` in a fresh directory (same names). */
+const copies: string[] = []
+process.on('exit', () => {
+  for (const d of copies) rmSync(d, { recursive: true, force: true })
+})
 function copyOf(files: string[]): string {
   const dir = tempDir('wirelog-chain-copy-')
+  copies.push(dir)
   for (const f of files) copyFileSync(f, join(dir, f.slice(f.lastIndexOf('/') + 1)))
   return dir
 }
