@@ -32,6 +32,18 @@ const rotateSchema = z
   })
   .strict()
 
+/** Seals of the chain head (`log.seal` lines); a key implies `chain`. */
+const signSchema = z
+  .object({
+    /** Key file: an HMAC secret (≥ 16 bytes) or an Ed25519 PEM private key. */
+    key: z.string().min(1).optional(),
+    /** Lines between two seals; 0 = by time (and at rotation and close) only. */
+    every: nonNegInt.default(1000),
+    /** Seconds between two seals while lines arrive; 0 = by count only. */
+    interval: z.number().min(0).max(86_400).default(10),
+  })
+  .strict()
+
 const logSchema = z
   .object({
     /** Write the activity log at all. */
@@ -61,6 +73,9 @@ const logSchema = z
      * `access_token`, `auth`, `key`, `password`, `secret`, …). Case-insensitive.
      */
     redact: z.array(z.string().min(1)).default([]),
+    /** End every line with a SHA-256 hash chaining it to the one before (json only; docs/audit.md). */
+    chain: z.boolean().default(false),
+    sign: signSchema.prefault({}),
   })
   .strict()
 
@@ -366,6 +381,12 @@ export const configSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    if ((c.log.chain || c.log.sign.key !== undefined) && c.log.format !== 'json')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['log', 'format'],
+        message: 'a chained log (--log-chain, --log-sign-key) needs json',
+      })
     if (c.auth.mode === 'tokens' && c.auth.tokensFile === undefined)
       ctx.addIssue({
         code: 'custom',
@@ -625,6 +646,26 @@ export const OPTIONS: readonly OptionSpec[] = [
     'list',
     'extra query parameters / headers whose values the log redacts',
     'a comma-separated list of names',
+  ),
+  spec(
+    'log.chain',
+    'bool',
+    'end every line with a SHA-256 hash chaining it to the line before (json format; wirelog verify-log checks it)',
+    BOOL,
+  ),
+  spec(
+    'log.sign.key',
+    'string',
+    'seal the chain head with this key: an HMAC secret file or an Ed25519 PEM private key (implies --log-chain)',
+    'a file path',
+    { arg: '<file>' },
+  ),
+  spec('log.sign.every', 'int', 'lines between two seals (0 = by time only)', INT),
+  spec(
+    'log.sign.interval',
+    'number',
+    'seconds between two seals while lines arrive (0 = by count only)',
+    SECONDS,
   ),
   spec(
     'limits.maxPayload',
@@ -1186,7 +1227,8 @@ export function coerce(opt: OptionSpec, raw: string, name: string): unknown {
       return Number(raw)
     }
     case 'number': {
-      const n = Number(raw)
+      // Seconds may carry their unit (`10s`).
+      const n = Number(opt.accepts === SECONDS ? raw.replace(/(?<=\d)s$/, '') : raw)
       if (raw.trim() === '' || !Number.isFinite(n)) bad()
       return n
     }

@@ -14,8 +14,10 @@ import type { EventBus, Recorder, WsEventName, WsEvents } from '../events.js'
 import { addRecorder, emit } from '../events.js'
 import { PROTOCOL } from '../pubsub/protocol.js'
 import { createRedactor, REDACTED, type Redactor, redactJsonSecrets } from '../redact.js'
+import { Chain } from './chain.js'
 import { cutText, escapeText, jsonValue, utf8Boundary } from './escape.js'
 import { createBuilder, LEVELS, type LevelName, type LineBuilder } from './format.js'
+import { loadSealKey, type SealKey } from './seal-key.js'
 import { Sink, type SinkOptions } from './sink.js'
 
 /** Most `handler.failed` lines per event name per second; the rest become one summary line. */
@@ -112,6 +114,8 @@ export class ActivityLog implements Recorder {
   /** Sinks closed by `close()`: their counters still count in `stats`. */
   #closedSinks: Sink[] = []
   #minLevel: number
+  /** Lines end with the chain's fields (`--log-chain`, `--log-sign-key`). */
+  readonly #chained: boolean
   #detach: (() => void) | undefined
   /** Lines of events recorded before `open()`; undefined once open. */
   #early: string[] | undefined = []
@@ -122,6 +126,7 @@ export class ActivityLog implements Recorder {
   #failures = new Map<string, { windowStart: number; count: number; suppressed: number }>()
   #failureTimer: NodeJS.Timeout | undefined
   #rotateTimer: NodeJS.Timeout | undefined
+  #sealTimer: NodeJS.Timeout | undefined
   /** `#lines` right after the last timed rotation: an idle log is not rotated again. */
   #linesAtRotate = -1
   #bus: EventBus | undefined
@@ -141,6 +146,7 @@ export class ActivityLog implements Recorder {
     this.#cfg = cfg
     this.#b = createBuilder(cfg.format)
     this.#minLevel = LEVELS[cfg.level]
+    this.#chained = cfg.chain || cfg.sign.key !== undefined
     this.#redact = createRedactor(cfg.redact)
     this.path = cfg.enabled ? resolve(join(cfg.dir, cfg.file)) : undefined
     this.#report = report
@@ -154,10 +160,18 @@ export class ActivityLog implements Recorder {
       flushInterval: this.#cfg.flushInterval,
       maxBuffer: this.#cfg.maxBuffer,
     }
+    const sign = this.#cfg.sign
+    const chained = this.#chained
+    // The tap (forwarders) gets lines unchained: the chain belongs to a file (or stdout).
+    const key: SealKey | undefined =
+      sign.key !== undefined ? loadSealKey(sign.key, '--log-sign-key', true) : undefined
+    const chain = (): Chain | undefined =>
+      chained ? new Chain({ key, every: sign.every }) : undefined
     if (this.path !== undefined) {
       const path = this.path
       const sink = await Sink.openFile(path, {
         ...base,
+        chain: chain(),
         rotateSize: this.#cfg.rotate.size,
         rotateKeep: this.#cfg.rotate.keep,
         onError: (err) => {
@@ -197,6 +211,7 @@ export class ActivityLog implements Recorder {
       this.#sinks.push(
         Sink.fd(1, {
           ...base,
+          chain: chain(),
           // Final for stdout: the reader is gone (EPIPE), the sink stops, the server goes on.
           onError: (err) => {
             this.#report(
@@ -210,6 +225,12 @@ export class ActivityLog implements Recorder {
           },
         }),
       )
+    if (key !== undefined && sign.interval > 0) {
+      this.#sealTimer = setInterval(() => {
+        for (const s of this.#sinks) s.seal()
+      }, sign.interval * 1000)
+      this.#sealTimer.unref()
+    }
     const early = this.#early
     this.#early = undefined
     for (const line of early) this.#out(line)
@@ -633,7 +654,7 @@ export class ActivityLog implements Recorder {
     if (fields !== undefined && fields !== null) {
       for (const [k, v] of Object.entries(fields)) {
         const key = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(k) ? k : 'field'
-        if (RESERVED_FIELDS.has(key)) continue
+        if (RESERVED_FIELDS.has(key) || (this.#chained && CHAIN_FIELDS.has(key))) continue
         if (this.#redact.isSecret(k)) b.str(key, REDACTED)
         else if (typeof v === 'number' && Number.isFinite(v)) b.num(key, v)
         else if (typeof v === 'boolean') b.bool(key, v)
@@ -736,6 +757,7 @@ export class ActivityLog implements Recorder {
     if (this.#failureTimer) clearTimeout(this.#failureTimer)
     this.#flushFailureSummaries()
     if (this.#rotateTimer) clearInterval(this.#rotateTimer)
+    if (this.#sealTimer) clearInterval(this.#sealTimer)
     this.#closed = true
     this.#detach?.()
     this.#detach = undefined
@@ -749,6 +771,8 @@ export class ActivityLog implements Recorder {
 
 /** Field names of every line: a user field may not shadow them. */
 const RESERVED_FIELDS = new Set(['level', 'time', 'pid', 'hostname', 'event', 'msg', 'source'])
+/** …and in a chained log, the fields the chain ends each line with. */
+const CHAIN_FIELDS = new Set(['n', 'chain'])
 
 function errorText(err: unknown): string {
   if (err instanceof Error) return `${err.name}: ${err.message}`

@@ -25,6 +25,11 @@
  *
  * The file is checked every few seconds: if it was deleted or moved away without a SIGHUP,
  * it is reopened (recreated, with its directory) at its path.
+ *
+ * With a `chain` (`--log-chain`), every line is chained here, where it is known which file it
+ * lands in: each file starts with an anchor line, and a file rotated, reopened or closed ends
+ * with a seal (when there is a key). What was handed over before a reopen is then kept for
+ * the old file, as on rotation, so that the new file starts with its anchor.
  */
 import {
   close as closeFd,
@@ -40,7 +45,8 @@ import {
   writeSync,
   writev,
 } from 'node:fs'
-import { dirname } from 'node:path'
+import { basename, dirname } from 'node:path'
+import { type Chain, chainEndOf } from './chain.js'
 
 const EARLY_FLUSH_BYTES = 64 * 1024
 /** Room for one flush's worth of lines plus one worst-case (3 bytes per UTF-16 unit) line. */
@@ -60,6 +66,8 @@ const SYNC_BUSY_MS = 1000
 /** Longest `close()` waits for a device that refuses every write (or a reader that never reads). */
 const CLOSE_TIMEOUT_MS = 3000
 const NEWLINE = 10
+/** Characters a chained line may gain: its position and hash, and a seal after it. */
+const CHAIN_ROOM = 1024
 
 export interface SinkOptions {
   sync: boolean
@@ -83,6 +91,8 @@ export interface SinkOptions {
   onRotate?: (rotatedTo: string) => void
   /** The file was deleted or moved away and has been reopened at its path. */
   onReopen?: (reason: string) => void
+  /** Chain every line (see `chain.ts`); anchors name the file (or `stdout`). */
+  chain?: Chain | undefined
 }
 
 /** Bytes handed over and not yet written, in order. */
@@ -114,6 +124,7 @@ export class Sink {
 
   #opts: SinkOptions
   #sync: boolean
+  readonly #chain: Chain | undefined
   #state: SinkState = 'OPEN'
   #fd: number
   /** Earlier fds of this sink (rotation, reopen), closed once nothing is to be written to them. */
@@ -153,6 +164,7 @@ export class Sink {
     this.path = path
     this.#opts = opts
     this.#sync = opts.sync
+    this.#chain = opts.chain
     // A chunk bigger than maxBuffer would be dropped even by a healthy sink.
     this.#earlyFlush = Math.max(1, Math.min(EARLY_FLUSH_BYTES, Math.floor(opts.maxBuffer / 4)))
     if (path !== undefined) {
@@ -167,6 +179,8 @@ export class Sink {
    */
   static async openFile(path: string, opts: SinkOptions): Promise<Sink> {
     let fd: number
+    // Where an existing file's chain ends, read before it is opened for appending.
+    const end = opts.chain ? chainEndOf(path) : undefined
     try {
       await new Promise<void>((resolve, reject) =>
         mkdir(dirname(path), { recursive: true }, (err) => (err ? reject(err) : resolve())),
@@ -184,12 +198,24 @@ export class Sink {
     }
     const sink = new Sink(fd, path, opts)
     sink.#opened(fd)
+    if (opts.chain) {
+      if (end) opts.chain.resume(end)
+      // A file whose last line is not chained (an older log, a torn write) is moved aside, so
+      // that the chained file starts with its anchor and verifies whole.
+      if (!(sink.bytes > 0 && !end?.clean && sink.#rotateAs('start'))) sink.#anchor('start')
+      sink.#startWriting()
+    }
     return sink
   }
 
   /** Write to an fd the sink does not own (stdout): never closed, never reopened. */
   static fd(fd: number, opts: SinkOptions): Sink {
-    return new Sink(fd, undefined, opts)
+    const sink = new Sink(fd, undefined, opts)
+    if (opts.chain) {
+      sink.#anchor('start')
+      sink.#startWriting()
+    }
+    return sink
   }
 
   /** Bytes held in memory and not yet written (pending lines plus the queue). */
@@ -199,6 +225,36 @@ export class Sink {
 
   write(line: string): void {
     if (this.#state !== 'OPEN') return
+    if (this.#chain !== undefined) {
+      if (!this.#roomFor(line.length)) return
+      line = this.#chain.line(line)
+      if (this.#chain.sealDue) line += this.#chain.seal('lines')
+    }
+    this.#put(line)
+  }
+
+  /** Seal the chain head now, if anything was chained since the last seal (the seal timer). */
+  seal(): void {
+    if (this.#state !== 'OPEN' || this.#chain === undefined || this.#chain.unsealed === 0) return
+    if (!this.#roomFor(0)) return
+    const s = this.#chain.seal('interval')
+    if (s !== undefined) this.#put(s)
+  }
+
+  /**
+   * Chained: make room for a line of `length` characters before it is chained. A flush may
+   * rotate, and the line must be chained after the new file's anchor, not before it. False
+   * when the sink stopped meanwhile.
+   */
+  #roomFor(length: number): boolean {
+    if ((length + CHAIN_ROOM) * 3 > CHUNK_BYTES - this.#off) {
+      this.flush()
+      return this.#state === 'OPEN'
+    }
+    return true
+  }
+
+  #put(line: string): void {
     if (line.length * 3 > CHUNK_BYTES - this.#off) {
       // Might not fit (Buffer#write would cut it short): hand over what is pending.
       this.flush()
@@ -251,6 +307,9 @@ export class Sink {
       clearTimeout(this.#timer)
       this.#timer = undefined
     }
+    // The process is going down: seal what it wrote last.
+    const seal = this.#chain?.seal('close')
+    if (seal !== undefined) this.#append(seal)
     this.#handOver()
     this.#awaitInflight()
     this.#writeQueueSync()
@@ -263,17 +322,22 @@ export class Sink {
    * (an empty file is not rotated), and when the file cannot be renamed.
    */
   rotate(): boolean {
+    const rotated = this.#rotateAs('rotate')
+    // What was handed over for the rotated file is written now, not at the next flush.
+    this.#startWriting()
+    return rotated
+  }
+
+  #rotateAs(reason: string): boolean {
     if (this.path === undefined || this.#state !== 'OPEN') return false
     if (this.#failing || this.#rotating) return false
     this.#rotating = true
     let rotated: boolean
     try {
-      rotated = this.#rotate()
+      rotated = this.#rotate(reason)
     } finally {
       this.#rotating = false
     }
-    // What was handed over for the rotated file is written now, not at the next flush.
-    this.#startWriting()
     return rotated
   }
 
@@ -282,9 +346,14 @@ export class Sink {
     if (this.path === undefined || this.#state !== 'OPEN') return
     const fd = this.#openPath()
     if (fd < 0) return
+    if (this.#chain !== undefined) this.#endFile('reopen')
     this.#replaceFd(fd)
     // Reopening the same file (not moved) continues its size.
     this.#opened(fd)
+    if (this.#chain !== undefined) {
+      this.#anchor('reopen')
+      this.#startWriting()
+    }
   }
 
   /** True when the file at `path` is no longer the one being written (deleted or moved). */
@@ -310,6 +379,8 @@ export class Sink {
     // No rotation on the way out (hence CLOSING before the flush): its "Log rotated" line
     // would have nowhere to go.
     this.#state = 'CLOSING'
+    const seal = this.#chain?.seal('close')
+    if (seal !== undefined) this.#append(seal)
     this.flush()
     if (this.#detachTimer) clearInterval(this.#detachTimer)
     this.#closing = new Promise<void>((resolve) => {
@@ -582,10 +653,11 @@ export class Sink {
     if (this.#state === 'CLOSING' && this.#off === 0) this.#settle?.()
   }
 
-  #rotate(): boolean {
+  #rotate(reason: string): boolean {
     const path = this.path!
     this.#handOver()
     if (this.bytes === 0) return false
+    if (this.#chain !== undefined) this.#endFile(reason)
     const keep = this.#opts.rotateKeep ?? 5
     for (let i = keep - 1; i >= 1; i--) {
       const from = `${path}.${i}`
@@ -610,8 +682,40 @@ export class Sink {
     for (const e of this.#queue) if (e.fd === -1) e.fd = this.#fd
     this.#replaceFd(fd)
     this.#opened(fd)
+    if (this.#chain !== undefined) this.#anchor(reason)
     this.#opts.onRotate?.(`${path}.1`)
     return true
+  }
+
+  /**
+   * Chained: the current file ends here. Its seal is its last line, and everything handed
+   * over so far is kept for it (the next file must start with its anchor).
+   */
+  #endFile(reason: string): void {
+    const seal = this.#chain!.seal(reason)
+    if (seal !== undefined) this.#append(seal)
+    this.#handOver()
+    for (const e of this.#queue) if (e.fd === -1) e.fd = this.#fd
+  }
+
+  /** Chained: the first line of a file (or of a stream), handed over at once. */
+  #anchor(reason: string): void {
+    const name = this.path !== undefined ? basename(this.path) : 'stdout'
+    this.#append(this.#chain!.anchor(name, reason))
+    this.#handOver()
+  }
+
+  /** Put a line after what is pending, without flushing or rotating (inside those). */
+  #append(line: string): void {
+    if (line.length * 3 > CHUNK_BYTES - this.#off) {
+      this.#handOver()
+      if (line.length * 3 > CHUNK_BYTES) {
+        const buf = Buffer.from(line)
+        this.#enqueue(buf, buf.length)
+        return
+      }
+    }
+    this.#off += this.#chunk.write(line, this.#off)
   }
 
   /** Open `path` for appending (recreating its directory); -1 (reported) if it cannot be. */

@@ -13,7 +13,12 @@ export interface Tool {
 }
 
 /** Name → loader. Add a tool here and in `--help`. */
-export const TOOLS: Readonly<Record<string, { summary: string; load: () => Promise<Tool> }>> = {}
+export const TOOLS: Readonly<Record<string, { summary: string; load: () => Promise<Tool> }>> = {
+  'verify-log': {
+    summary: 'check the hash chain (and seals) of logs written with --log-chain',
+    load: async () => (await import('./verify-log.js')).default,
+  },
+}
 
 export function isTool(name: string | undefined): name is string {
   return name !== undefined && Object.hasOwn(TOOLS, name)
