@@ -98,7 +98,7 @@ export interface ConnectionHooks {
   /** A whole message arrived and passed the rate limit. */
   message(conn: Connection, data: Buffer, binary: boolean): void
   /** A message was handed to the socket. */
-  sent(conn: Connection, bytes: number, binary: boolean): void
+  sent(conn: Connection, bytes: number, binary: boolean, data: string | Buffer): void
   /** Messages over the rate limit were dropped (reported at most once per second). */
   dropped(conn: Connection, dropped: number, reason: string): void
   /** ws reported a protocol or socket error. */
@@ -248,7 +248,7 @@ export class Connection implements Client {
     const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.length
     this.#messagesOut++
     this.#bytesOut += bytes
-    this.#hooks.sent(this, bytes, binary)
+    this.#hooks.sent(this, bytes, binary, data)
     return 'sent'
   }
 
@@ -267,7 +267,7 @@ export class Connection implements Client {
     this.#socket.write(frame)
     this.#messagesOut++
     this.#bytesOut += payloadBytes
-    this.#hooks.sent(this, payloadBytes, binary)
+    this.#hooks.sent(this, payloadBytes, binary, frame.subarray(frame.length - payloadBytes))
     return 'sent'
   }
 
