@@ -13,7 +13,12 @@ export interface Tool {
 }
 
 /** Name → loader. Add a tool here and in `--help`. */
-export const TOOLS: Readonly<Record<string, { summary: string; load: () => Promise<Tool> }>> = {}
+export const TOOLS: Readonly<Record<string, { summary: string; load: () => Promise<Tool> }>> = {
+  replay: {
+    summary: 'replay a recorded json activity log against a WebSocket server, check its replies',
+    load: async () => (await import('./replay.js')).tool,
+  },
+}
 
 export function isTool(name: string | undefined): name is string {
   return name !== undefined && Object.hasOwn(TOOLS, name)
