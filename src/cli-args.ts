@@ -110,10 +110,9 @@ export function helpText(width = helpWidth()): string {
   }
   const para = (text: string): string[] => wrap(words(text), width)
   return [
-    'Usage: wirelog [options]',
-    ...(Object.keys(TOOLS).length
-      ? ['       wirelog <command> [arguments] (wirelog <command> --help)']
-      : []),
+    Object.keys(TOOLS).length
+      ? 'Usage: wirelog [options] | wirelog <command> [arguments]'
+      : 'Usage: wirelog [options]',
     '',
     ...para(
       'A WebSocket server that echoes every message and logs every connection, message and disconnect to an activity log.',
@@ -126,6 +125,7 @@ export function helpText(width = helpWidth()): string {
             const lines = wrap(words(t.summary), width - col)
             return [`  ${name}`.padEnd(col) + lines.shift()!, ...lines.map((l) => pad + l)]
           }),
+          ...para('Each command takes --help (wirelog <command> --help).'),
           '',
         ]
       : []),

@@ -52,6 +52,11 @@ export interface RecordedClient {
 export interface Recording {
   /** Clients in the order they connected. */
   readonly clients: RecordedClient[]
+  /**
+   * Time of the first replayed event: the first connect, or `since` for a client connected
+   * before it (which is opened at the start of the window).
+   */
+  readonly start: number
   /** Whether any `message.sent` line was recorded (they are written at level debug). */
   readonly hasSentLines: boolean
   /** Lines skipped: not a wirelog event, or an event replay does not use. */
@@ -184,7 +189,8 @@ export function buildRecording(lines: readonly Line[], filter: RecordingFilter =
   // Clients connected inside the window but silent in it are replayed too (connect, close).
   for (const c of byId.values()) if (c.connectedAt >= since && c.connectedAt <= until) markUsed(c)
   order.sort((a, b) => a.connectedAt - b.connectedAt)
-  return { clients: order, hasSentLines, skipped }
+  const first = order[0]?.connectedAt ?? 0
+  return { clients: order, start: Math.max(first, since), hasSentLines, skipped }
 }
 
 function message(line: Line, at: number): RecordedMessage {

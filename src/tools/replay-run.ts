@@ -105,7 +105,7 @@ export class Replay {
 
   async run(): Promise<ReplaySummary> {
     const clients = this.#rec.clients
-    this.#t0 = clients.reduce((t, c) => Math.min(t, c.connectedAt), Infinity)
+    this.#t0 = this.#rec.start
     const last = clients.reduce(
       (t, c) => Math.max(t, c.close?.at ?? 0, c.sends.at(-1)?.at ?? 0, c.replies.at(-1)?.at ?? 0),
       this.#t0,
@@ -213,6 +213,7 @@ class ClientRun {
     this.done = new Promise((resolve) => {
       this.#resolve = resolve
     })
+    // Connected before the window (`--since`): due before the start, so opened at once.
     this.#at(r.due(c.connectedAt), () => this.#open())
   }
 
