@@ -236,12 +236,11 @@ describe('wirelog replay', () => {
     const recordedOffsets = offsets(recorded, first)
     const replayedOffsets = offsets(lines, spawned)
     assert.ok(recordedOffsets.at(-1)! >= GAP_MS, `${recordedOffsets}`)
-    recordedOffsets.forEach((o, i) =>
+    for (const [i, o] of recordedOffsets.entries())
       assert.ok(
         replayedOffsets[i]! >= o - 5,
         `message ${i}: replayed at +${replayedOffsets[i]} ms, recorded at +${o} ms`,
-      ),
-    )
+      )
     assert.ok(summary.durationMs >= summary.recordedMs - 50)
   })
 
@@ -343,10 +342,10 @@ describe('wirelog replay', () => {
       [[join(textLog, '..', 'missing.log'), '--target', target], /ENOENT/],
     ]
     const results = await Promise.all(cases.map(([args]) => replay(args)))
-    results.forEach((r, i) => {
+    for (const [i, r] of results.entries()) {
       assert.equal(r.code, 2, `${cases[i]![0].join(' ')}: ${r.stderr}`)
       assert.match(r.stderr, cases[i]![1])
-    })
+    }
     const help = await replay(['--help'])
     assert.equal(help.code, 0)
     assert.match(help.stdout, /--speed <n\|max>/)
