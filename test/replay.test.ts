@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test'
 import { WebSocketServer } from 'ws'
 import { createServer, type WirelogOptions } from '../src/index.js'
 import { connect, readLines, runCli, tempDir } from './helpers.js'
+import { v1 } from './v1.js'
 
 interface Recorder {
   url: string
@@ -191,6 +192,22 @@ describe('log payloads full', () => {
     await fresh.finish()
     assert.equal(res.code, 0, res.stdout + res.stderr)
     assert.equal(JSON.parse(res.stdout).differences.count, 0)
+  })
+
+  test('wirelog.v1: fan-out frames are recorded whole, resume tokens redacted', async () => {
+    const r = await recorder()
+    const c = await v1(r.url)
+    await c.call({ op: 'subscribe', topic: 'chat.lobby' })
+    await c.call({ op: 'publish', topic: 'chat.lobby', data: { text: 'hi' } })
+    await c.next((f) => f.op === 'message', 'the published message')
+    await c.close()
+    const lines = await r.finish()
+    const sent = lines.filter((l) => l.event === 'message.sent').map((l) => l.data as string)
+    assert.equal(sent.length, 4)
+    assert.ok(!sent[0]!.includes(String(c.welcome.resume)), 'the resume token is not in the log')
+    assert.match(sent[0]!, /"resume":"\[redacted\]"/)
+    const msg = sent.map((s) => JSON.parse(s)).find((f) => f.op === 'message')
+    assert.deepEqual(msg.data, { text: 'hi' })
   })
 
   test('full needs the json format; a bad limit is a usage error', async () => {

@@ -364,7 +364,9 @@ export class ActivityLog implements Recorder {
       truncated = buf.length > max
       text = truncated ? buf.toString('utf8', 0, utf8Boundary(buf, max)) : buf.toString('utf8')
     }
-    if (client.protocol === PROTOCOL && text.includes('"token"')) text = redactJsonSecrets(text)
+    // As in the preview, plus the resume token the server hands out (welcome, resumed).
+    if (client.protocol === PROTOCOL && (text.includes('"token"') || text.includes('"resume"')))
+      text = redactJsonSecrets(text)
     return { text, binary: undefined, truncated }
   }
 
