@@ -311,6 +311,23 @@ describe('wirelog replay', () => {
     assert.match(text.stdout, /ECONNREFUSED/)
   })
 
+  test('against a server that does not answer: missing replies after --reply-timeout', async () => {
+    // A raw server that never answers: each recorded reply is missing.
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+    await once(wss, 'listening')
+    wss.on('connection', (ws) => ws.on('error', () => {}))
+    const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`
+    const res = await replay([file, '--target', url, '--speed', 'max', '--reply-timeout', '200'])
+    for (const c of wss.clients) c.terminate()
+    await new Promise((r) => wss.close(r))
+    assert.equal(res.code, 1, res.stdout + res.stderr)
+    assert.match(res.stdout, /differences +5/)
+    assert.match(
+      res.stdout,
+      /reply #0 missing: expected text 11 bytes "Echo: hello", got nothing before the close/,
+    )
+  })
+
   test('--client and --since select what is replayed', async () => {
     const raw = await rawServer((data, binary) =>
       binary ? data : `Echo: ${data.toString('utf8')}`,

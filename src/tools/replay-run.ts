@@ -382,7 +382,7 @@ class ClientRun {
           index: i,
           kind: 'missing',
           expected: describe(this.#c.replies[i]!),
-          actual: 'nothing (connection closed)',
+          actual: 'nothing before the close',
         })
     if (this.#next < this.#c.sends.length)
       this.#r.error(
