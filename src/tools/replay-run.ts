@@ -27,9 +27,17 @@ export interface ReplayOptions {
   readonly multiplier: number
   /** Milliseconds to wait for replies still missing (and a recorded server close) at the end. */
   readonly replyTimeout: number
+  /**
+   * How replies are compared: `content` (equal content where recorded whole, else size),
+   * `size` (size and type only), `none` (type only; replies are still counted). Default
+   * `content`.
+   */
+  readonly compare?: CompareMode
   /** Differences kept in the summary (all are counted). */
   readonly keepDifferences?: number
 }
+
+export type CompareMode = 'content' | 'size' | 'none'
 
 export type DifferenceKind = 'type' | 'content' | 'size' | 'missing' | 'unexpected' | 'close'
 
@@ -346,7 +354,7 @@ class ClientRun {
     }
     const sentAt = want.cause >= 0 ? this.#sentAt[want.cause] : undefined
     if (sentAt !== undefined) this.#r.latency(performance.now() - sentAt)
-    const kind = compare(want, data, isBinary)
+    const kind = compare(want, data, isBinary, this.#r.options.compare ?? 'content')
     if (kind !== undefined)
       this.#r.difference({
         client: this.#name,
@@ -401,9 +409,16 @@ class ClientRun {
 }
 
 /** Why a reply differs from the recorded one (undefined: it does not). */
-function compare(want: RecordedReply, data: Buffer, isBinary: boolean): DifferenceKind | undefined {
+function compare(
+  want: RecordedReply,
+  data: Buffer,
+  isBinary: boolean,
+  mode: CompareMode,
+): DifferenceKind | undefined {
   if (want.binary !== isBinary) return 'type'
-  if (want.data === undefined) return data.length === want.bytes ? undefined : 'size'
+  if (mode === 'none') return undefined
+  if (want.data === undefined || mode === 'size')
+    return data.length === want.bytes ? undefined : 'size'
   if (typeof want.data === 'string')
     return data.toString('utf8') === want.data ? undefined : 'content'
   return data.equals(want.data) ? undefined : 'content'

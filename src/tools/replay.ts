@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util'
 import type { Tool } from './index.js'
 import { LogFormatError, type Recording, readRecording } from './replay-log.js'
-import { Replay, type ReplaySummary } from './replay-run.js'
+import { type CompareMode, Replay, type ReplaySummary } from './replay-run.js'
 
 const EXIT_OK = 0
 const EXIT_FAILED = 1
@@ -27,6 +27,8 @@ Options:
   --until <time>              only events at or before this time
   --clients-multiplier <n>    open n connections per recorded client (alias --multiply)
   --reply-timeout <ms>        how long to wait for missing replies at the end (default 2000)
+  --compare <mode>            content (default: content where recorded whole, else size),
+                              size (size and text/binary only), none (count and type only)
   --output <text|json>        summary format on stdout (default text)
   -h, --help                  this help
 
@@ -43,6 +45,7 @@ interface Args {
   until: number | undefined
   multiplier: number
   replyTimeout: number
+  compare: CompareMode
   output: 'text' | 'json'
 }
 
@@ -76,6 +79,11 @@ function parse(argv: readonly string[]): Args | 'help' {
   const output = v.output ?? 'text'
   if (output !== 'text' && output !== 'json')
     throw new UsageError(`--output: expected one of: text, json, got ${JSON.stringify(output)}`)
+  const compare = v.compare ?? 'content'
+  if (compare !== 'content' && compare !== 'size' && compare !== 'none')
+    throw new UsageError(
+      `--compare: expected one of: content, size, none, got ${JSON.stringify(compare)}`,
+    )
   return {
     files,
     target: target.href,
@@ -91,6 +99,7 @@ function parse(argv: readonly string[]): Args | 'help' {
       100_000,
     ),
     replyTimeout: intOf('--reply-timeout', v['reply-timeout'], 2000, 0, 3_600_000),
+    compare,
     output,
   }
 }
@@ -104,6 +113,7 @@ const SPEC = {
   'clients-multiplier': { type: 'string' },
   multiply: { type: 'string' },
   'reply-timeout': { type: 'string' },
+  compare: { type: 'string' },
   output: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const
@@ -185,6 +195,7 @@ async function run(argv: readonly string[]): Promise<number> {
     speed: args.speed,
     multiplier: args.multiplier,
     replyTimeout: args.replyTimeout,
+    compare: args.compare,
   })
   const progress = process.stderr.isTTY ? startProgress(replay) : undefined
   const summary = await replay.run()
