@@ -280,11 +280,20 @@ describe('wirelog replay', () => {
       binary ? data : `Echo: ${data.toString('utf8')}`,
     )
     const res = await replay([file, '--target', raw.url, '--speed', 'max', '--multiply', '3'])
-    await raw.close()
     assert.equal(res.code, 0, res.stdout + res.stderr)
     assert.match(res.stdout, /clients +3 × 3: 9 opened, 0 failed/)
     assert.match(res.stdout, /15 sent, 15 received \(15 recorded\)/)
     assert.match(res.stdout, /differences +0/)
+    assert.doesNotMatch(res.stderr, /warning/)
+    // A recording with gaps says so.
+    const gappy = logFile([
+      ...recorded,
+      { event: 'log.dropped', dropped: 3, time: recorded.at(-1)!.time } as Line,
+    ])
+    const warned = await replay([gappy, '--target', raw.url, '--speed', 'max'])
+    assert.equal(warned.code, 0, warned.stdout + warned.stderr)
+    assert.match(warned.stderr, /dropped 3 log lines/)
+    await raw.close()
   })
 
   test('against a server answering differently: differences reported with client and index, exit 1', async () => {

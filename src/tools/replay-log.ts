@@ -61,6 +61,8 @@ export interface Recording {
   readonly hasSentLines: boolean
   /** Lines skipped: not a wirelog event, or an event replay does not use. */
   readonly skipped: number
+  /** Lines the recording server dropped (its `log.dropped` lines): the recording has gaps. */
+  readonly dropped: number
 }
 
 /** A log line that is not JSON: the log was not written with `--log-format json`. */
@@ -131,8 +133,10 @@ export function buildRecording(lines: readonly Line[], filter: RecordingFilter =
   }
   let hasSentLines = false
   let skipped = 0
+  let dropped = 0
   for (const line of lines) {
     const event = line.event
+    if (event === 'log.dropped' && typeof line.dropped === 'number') dropped += line.dropped
     const id = typeof line.client === 'string' ? line.client : undefined
     const at = num(line.time)
     if (event === 'message.sent') hasSentLines = true
@@ -190,7 +194,7 @@ export function buildRecording(lines: readonly Line[], filter: RecordingFilter =
   for (const c of byId.values()) if (c.connectedAt >= since && c.connectedAt <= until) markUsed(c)
   order.sort((a, b) => a.connectedAt - b.connectedAt)
   const first = order[0]?.connectedAt ?? 0
-  return { clients: order, start: Math.max(first, since), hasSentLines, skipped }
+  return { clients: order, start: Math.max(first, since), hasSentLines, skipped, dropped }
 }
 
 function message(line: Line, at: number): RecordedMessage {

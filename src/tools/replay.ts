@@ -186,6 +186,10 @@ async function run(argv: readonly string[]): Promise<number> {
     )
     return EXIT_USAGE
   }
+  if (rec.dropped > 0)
+    process.stderr.write(
+      `wirelog replay: warning: the recording server dropped ${rec.dropped} log lines (log.dropped): expect differences where they were\n`,
+    )
   if (!rec.hasSentLines)
     process.stderr.write(
       'wirelog replay: warning: no message.sent lines recorded (record with --log-level debug): replies are counted, not checked\n',
