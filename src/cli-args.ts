@@ -261,7 +261,10 @@ export function parseArgs(argv: readonly string[]): Parsed {
     const raw = takeValue()
     if (raw === undefined) continue
     try {
-      applyOption(out.values, opt, coerce(opt, raw, flag))
+      const v = coerce(opt, raw, flag)
+      // A repeatable flag adds to what the earlier occurrences gave.
+      const prev = opt.kind === 'webhook' ? getPath(out.values, opt.path) : undefined
+      applyOption(out.values, opt, Array.isArray(prev) && Array.isArray(v) ? [...prev, ...v] : v)
       out.given.set(opt.path, { name: flag, raw })
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err

@@ -12,6 +12,7 @@ import type { AuthorizeHook } from './auth/permissions.js'
 import { type Behaviour, isBehaviour } from './behaviour.js'
 import { editDistance } from './events.js'
 import { compileTrust } from './proxy.js'
+import { isEventPattern, isWebhookUrl, parseWebhookFlag } from './webhooks/spec.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -244,6 +245,34 @@ const forwardSchema = z
   })
   .strict()
 
+/** One webhook endpoint (see docs/webhooks.md). */
+const webhookSchema = z
+  .object({
+    /** Events POSTed to it, as patterns of the event name (`*` any characters): `client.*`, `app:order.*`. */
+    events: z.array(z.string().refine(isEventPattern, 'an event name or pattern')).min(1),
+    /** Where deliveries are POSTed (`http://` or `https://`). */
+    url: z.string().refine(isWebhookUrl, 'an http:// or https:// URL'),
+    /** HMAC-SHA256 key of `Wirelog-Signature` (default: `webhookSecret`; none = unsigned). */
+    secret: z.string().min(1).optional(),
+    /** Milliseconds one attempt may take, response headers included. */
+    timeout: posInt.max(600_000).default(10_000),
+    /** Attempts after the first, on network errors, timeouts, 5xx, 408 and 429. */
+    retries: nonNegInt.max(100).default(5),
+    /** Milliseconds before the first retry; doubled for each next one (with jitter). */
+    retryDelay: posInt.max(3_600_000).default(1_000),
+    /** Longest wait between two attempts, milliseconds. */
+    maxRetryDelay: posInt.max(3_600_000).default(60_000),
+    /** Deliveries in flight at once (a waiting retry holds its slot). */
+    concurrency: posInt.max(256).default(4),
+    /** Deliveries waiting; beyond, one is dropped and counted (see `overflow`). */
+    queue: posInt.max(1_000_000).default(1_000),
+    /** Bytes of request bodies waiting; beyond, as for `queue`. */
+    queueBytes: posInt.default(8 * MiB),
+    /** When the queue is full: drop the new delivery, or the oldest waiting one. */
+    overflow: z.enum(['drop-new', 'drop-oldest']).default('drop-new'),
+  })
+  .strict()
+
 export const configSchema = z
   .object({
     /** Interface to bind. */
@@ -306,6 +335,8 @@ export const configSchema = z
      * Without it they are open only when the server is bound to loopback.
      */
     adminToken: z.string().min(16).optional(),
+    /** The live dashboard at `GET /dashboard` and its feed (admin access, like every admin endpoint). */
+    dashboard: z.boolean().default(true),
     /**
      * Behaviours per subprotocol (library only): a client that offers one of these names in
      * `Sec-WebSocket-Protocol` gets that behaviour; others get `behaviour`.
@@ -331,6 +362,10 @@ export const configSchema = z
     workers: z.union([posInt.max(256), z.literal('auto')]).default(1),
     /** Copies of the activity events for other services (Redis Stream, NATS subject). */
     forward: forwardSchema.prefault({}),
+    /** HTTP endpoints that get matching events as signed POSTs (see docs/webhooks.md). */
+    webhooks: z.array(webhookSchema).default([]),
+    /** Default signing secret of the webhooks (`Wirelog-Signature`). */
+    webhookSecret: z.string().min(1).optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -380,7 +415,17 @@ export class ConfigError extends TypeError {
   }
 }
 
-type Kind = 'string' | 'int' | 'number' | 'bool' | 'enum' | 'list' | 'trust' | 'count'
+type Kind =
+  | 'string'
+  | 'int'
+  | 'number'
+  | 'bool'
+  | 'enum'
+  | 'list'
+  | 'trust'
+  | 'count'
+  /** `EVENTS=URL`, repeatable: each occurrence adds an endpoint. */
+  | 'webhook'
 
 export interface OptionSpec {
   /** Dotted path in the config object. */
@@ -448,6 +493,7 @@ function named(
       int: NUMBER_ARG.get(accepts) ?? '<n>',
       number: NUMBER_ARG.get(accepts) ?? '<n>',
       count: '<n|auto>',
+      webhook: '<events=url>',
     }[kind]
   return values
     ? { path, flag, env, kind, help, accepts, arg, values }
@@ -516,6 +562,13 @@ export const OPTIONS: readonly OptionSpec[] = [
     'token that opens admin endpoints on a non-loopback bind',
     'a string of at least 16 characters',
     { arg: '<token>' },
+  ),
+  named(
+    '--dashboard',
+    'dashboard',
+    'bool',
+    'serve the live dashboard at /dashboard (admins only; --no-dashboard turns it off)',
+    BOOL,
   ),
   spec('perMessageDeflate', 'bool', 'enable permessage-deflate (with limits)', BOOL),
   spec('log.enabled', 'bool', 'write the activity log (--no-log turns it off)', BOOL),
@@ -871,6 +924,20 @@ export const OPTIONS: readonly OptionSpec[] = [
     'NATS server(s) for forwarding, comma-separated',
     'a nats:// URL',
   ),
+  named(
+    '--webhook',
+    'webhooks',
+    'webhook',
+    'POST matching events to a URL (repeatable; EVENTS is a comma-separated list of patterns, * = any characters)',
+    'EVENTS=URL',
+  ),
+  named(
+    '--webhook-secret',
+    'webhookSecret',
+    'string',
+    'HMAC-SHA256 key signing every webhook delivery (Wirelog-Signature)',
+    'any text',
+  ),
 ]
 
 /**
@@ -910,6 +977,10 @@ export const KEY_DOCS: Readonly<Record<string, { help: string; type?: string; li
   'auth.jwt.jwksCooldown': { help: 'fewest seconds between two JWKS fetches' },
   pubsub: { help: 'topics, history and sessions of `wirelog.v1`' },
   broker: { help: 'where topics, sessions and presence live' },
+  webhooks: {
+    help: 'HTTP endpoints that get matching events as signed POSTs: `{ events, url, secret?, timeout?, retries?, retryDelay?, maxRetryDelay?, concurrency?, queue?, queueBytes?, overflow? }` (see [docs/webhooks.md](docs/webhooks.md)); `--webhook EVENTS=URL` adds one with the defaults',
+    type: 'Webhook[]',
+  },
 }
 
 const byPath = new Map(OPTIONS.map((o) => [o.path, o]))
@@ -987,6 +1058,12 @@ function objectOf(s: SchemaNode): SchemaNode | undefined {
 export function schemaAt(path: string): SchemaNode | undefined {
   let s: SchemaNode | undefined = configSchema as unknown as SchemaNode
   for (const key of path.split('.')) {
+    // An index into a list of objects (`webhooks.0.retries`): the element's schema.
+    const list: SchemaNode | undefined = s && alternatives(s).find((a) => a.def.type === 'array')
+    if (list?.def.element && /^\d+$/.test(key)) {
+      s = list.def.element
+      continue
+    }
     const shape: Readonly<Record<string, SchemaNode>> | undefined = s && objectOf(s)?.def.shape
     s = shape && Object.hasOwn(shape, key) ? shape[key] : undefined
     if (!s) return undefined
@@ -1160,6 +1237,13 @@ export function coerce(opt: OptionSpec, raw: string, name: string): unknown {
         .split(',')
         .map((s) => s.trim())
         .filter((s) => s.length > 0)
+    case 'webhook':
+      try {
+        // The variable may list several endpoints; a flag is one (repeat it for more).
+        return parseWebhookFlag(raw, !name.startsWith('--'))
+      } catch (err) {
+        throw new ConfigError(`${name}: ${(err as Error).message}`)
+      }
   }
 }
 

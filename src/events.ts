@@ -232,6 +232,34 @@ export interface WorkerExited {
   readonly crashed: boolean
 }
 
+/** A webhook delivery given up (the dead letter): retries exhausted, or refused by the endpoint. */
+export interface WebhookFailed {
+  /** The endpoint's host (`hooks.example.com:8443`); never its path, query or credentials. */
+  readonly endpoint: string
+  /** The event delivered (`message.received`, `app:order.created`). */
+  readonly event: string
+  /** The delivery id (`Wirelog-Delivery`), the same across retries. */
+  readonly delivery: string
+  readonly attempts: number
+  /** HTTP status of the last attempt; undefined when it got no response. */
+  readonly status: number | undefined
+  /** What went wrong last (`HTTP 500`, `timeout after 5000 ms`, `ECONNREFUSED`). */
+  readonly error: string
+  /** `retries exhausted`, `not retried (HTTP 400)` or `shutdown`. */
+  readonly reason: string
+}
+
+/** Webhook deliveries dropped before any attempt (queue full, shutdown); at most once a second. */
+export interface WebhookDropped {
+  readonly endpoint: string
+  /** Deliveries dropped since the last report. */
+  readonly dropped: number
+  /** `queue full` or `shutdown`. */
+  readonly reason: string
+  /** The event of the last one dropped. */
+  readonly event: string
+}
+
 /** Payloads of the built-in `ws` events: the closed set of names the server triggers. */
 export interface WsEvents {
   'server.listening': ServerListening
@@ -262,6 +290,8 @@ export interface WsEvents {
   'broker.up': BrokerUp
   'worker.started': WorkerStarted
   'worker.exited': WorkerExited
+  'webhook.failed': WebhookFailed
+  'webhook.dropped': WebhookDropped
 }
 
 /** A built-in event name. */
@@ -574,6 +604,8 @@ const BUILTIN_NAMES: Record<WsEventName, true> = {
   'broker.up': true,
   'worker.started': true,
   'worker.exited': true,
+  'webhook.failed': true,
+  'webhook.dropped': true,
 }
 const BUILTIN: ReadonlySet<string> = new Set(Object.keys(BUILTIN_NAMES))
 

@@ -73,6 +73,8 @@ export {
   type TopicSubscribed,
   type TopicUnsubscribed,
   type UserNamespace,
+  type WebhookDropped,
+  type WebhookFailed,
   type WorkerExited,
   type WorkerStarted,
   type WsEventName,
@@ -103,3 +105,4 @@ export {
   type ServerState,
   WirelogServer,
 } from './server.js'
+export type { WebhookStats } from './webhooks/delivery.js'

@@ -60,6 +60,7 @@ import { type ClientAddress, clientAddress, compileTrust, type TrustFn } from '.
 import { PROTOCOL } from './pubsub/protocol.js'
 import { PubSub } from './pubsub/router.js'
 import { createRedactor, type Redactor } from './redact.js'
+import type { Webhooks } from './webhooks/delivery.js'
 
 export type ServerState = 'NEW' | 'RUNNING' | 'CLOSING' | 'CLOSED'
 
@@ -139,6 +140,8 @@ export class WirelogServer {
   #auth: Authenticator | undefined
   #pubsub!: PubSub
   #forward: Forwarder | undefined
+  #dashboard: { close(): void } | undefined
+  #webhooks: Webhooks | undefined
   #expiry = new Map<Connection, NodeJS.Timeout>()
   #heartbeat: NodeJS.Timeout | undefined
   #idleSweep: NodeJS.Timeout | undefined
@@ -321,6 +324,14 @@ export class WirelogServer {
     return this.#forward?.stats() ?? []
   }
 
+  /**
+   * Outgoing webhooks (`stats()` per endpoint); undefined when none is configured, and
+   * until `listen()` has loaded them.
+   */
+  get webhooks(): Pick<Webhooks, 'stats'> | undefined {
+    return this.#webhooks
+  }
+
   /** Connected clients. */
   get clients(): ReadonlySet<Client> {
     return this.#clients
@@ -430,8 +441,16 @@ export class WirelogServer {
     try {
       await this.activityLog?.open()
       await this.#forward?.start()
+      // Loaded only when configured; recording starts before server.listening.
+      if (cfg.webhooks.length > 0) {
+        const { Webhooks } = await import('./webhooks/delivery.js')
+        this.#webhooks = new Webhooks(cfg, this.events)
+      }
       // Behaviours (the pubsub router's broker) are ready before the first client can arrive.
       for (const b of this.#allBehaviours()) await b.attach?.(this)
+      // Loaded only when on: a server without it never reads the page's code.
+      if (cfg.dashboard)
+        this.#dashboard = (await import('./http/dashboard/index.js')).attachDashboard(this)
       await new Promise<void>((resolve, reject) => {
         const onError = (err: Error): void => reject(err)
         this.#http.once('error', onError)
@@ -442,8 +461,10 @@ export class WirelogServer {
       })
     } catch (err) {
       this.#state = 'CLOSED'
+      this.#dashboard?.close()
       if (this.#http.listening) await new Promise((r) => this.#http.close(r))
       for (const b of this.#allBehaviours()) await b.detach?.()?.catch?.(() => {})
+      await this.#webhooks?.close(0)
       await this.activityLog?.close()
       await this.#forward?.close()
       throw err
@@ -524,6 +545,8 @@ export class WirelogServer {
     }
     this.#state = 'CLOSED'
     emit(this.events, 'server.closed', { reason })
+    // Deliveries get the shutdown grace; what they record (dead letters) reaches the log.
+    await this.#webhooks?.close(this.config.shutdownTimeout)
     await this.activityLog?.close()
     await this.#forward?.close()
   }

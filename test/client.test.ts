@@ -6,6 +6,7 @@
 import { strict as assert } from 'node:assert'
 import { generateKeyPairSync } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
+import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { pathToFileURL } from 'node:url'
@@ -100,6 +101,37 @@ describe('wirelog/client in Node', () => {
       // 'closed' is final: only 'reconnecting' schedules another attempt.
       assert.equal(c.state, 'closed')
     })
+  })
+
+  it('a connection accepted but never served is dropped after connectTimeout; the next URL serves', async () => {
+    // A listener that accepts TCP and never answers the handshake (as when the process a
+    // connection was handed to died before reading it).
+    const held: Socket[] = []
+    const black = createNetServer((s) => held.push(s))
+    await new Promise<void>((r) => black.listen(0, '127.0.0.1', r))
+    const port = (black.address() as AddressInfo).port
+    try {
+      await withServer({}, async (t) => {
+        const c = connect(`ws://127.0.0.1:${port}/`, {
+          urls: [t.url],
+          connectTimeout: 200,
+          reconnect: { initialDelay: 5, maxDelay: 20 },
+        })
+        try {
+          const started = Date.now()
+          const w = await c.ready
+          assert.ok(w.client.length > 0)
+          assert.ok(Date.now() - started >= 150, 'waited for the connect timeout first')
+          assert.equal(held.length, 1, 'the silent listener got the first attempt')
+          assert.deepEqual(await c.publish('t', 1).then((a) => typeof a.seq), 'number')
+        } finally {
+          c.close()
+        }
+      })
+    } finally {
+      for (const s of held) s.destroy()
+      black.close()
+    }
   })
 })
 

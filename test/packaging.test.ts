@@ -118,6 +118,9 @@ describe('packaging', () => {
     for (const f of ['LICENSE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts'])
       assert.ok(files.includes(f), `${f} is shipped`)
     assert.ok(files.includes('dist/cli.js'), 'the bin is shipped')
+    // The dashboard's page is code in the package: nothing to fetch at run time.
+    for (const f of ['dist/http/dashboard/index.js', 'dist/http/dashboard/page.js'])
+      assert.ok(files.includes(f), `${f} is shipped`)
     assert.deepEqual(
       files.filter((f) => f.endsWith('.map') || f === 'dist/cli.d.ts' || f.startsWith('src/')),
       [],

@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { WebSocketServer } from 'ws'
 import { createServer, type WirelogOptions } from '../src/index.js'
+import { payloadJson } from '../src/webhooks/payload.js'
 import { connect, readLines, runCli, tempDir } from './helpers.js'
 import { v1 } from './v1.js'
 
@@ -208,6 +209,22 @@ describe('log payloads full', () => {
     assert.match(sent[0]!, /"resume":"\[redacted\]"/)
     const msg = sent.map((s) => JSON.parse(s)).find((f) => f.op === 'message')
     assert.deepEqual(msg.data, { text: 'hi' })
+  })
+
+  test("a sent message's content stays out of webhook bodies", () => {
+    const body = JSON.parse(
+      payloadJson('ws', 'message.sent', {
+        client: { id: 'c1', ip: '127.0.0.1' },
+        bytes: 6,
+        binary: false,
+        data: 'secret',
+      }),
+    )
+    assert.deepEqual(body, {
+      client: { id: 'c1', ip: '127.0.0.1', user: null },
+      bytes: 6,
+      binary: false,
+    })
   })
 
   test('full needs the json format; a bad limit is a usage error', async () => {

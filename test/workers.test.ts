@@ -135,10 +135,16 @@ describe('--workers', () => {
     const seqs: number[] = []
     const gaps: Gap[] = []
     const opens: boolean[] = []
-    const sub = connect(w.url, { reconnect: { initialDelay: 20, maxDelay: 100 } })
+    const sub = connect(w.url, {
+      reconnect: { initialDelay: 20, maxDelay: 100 },
+      connectTimeout: 1000,
+    })
     sub.on('gap', (g) => gaps.push(g))
     sub.on('open', (o) => opens.push(o.resumed))
-    const pub = connect(w.url, { reconnect: { initialDelay: 20, maxDelay: 100 } })
+    const pub = connect(w.url, {
+      reconnect: { initialDelay: 20, maxDelay: 100 },
+      connectTimeout: 1000,
+    })
     try {
       await sub.subscribe('crash', (m) => seqs.push(m.seq)).ready
       await pub.ready

@@ -101,6 +101,12 @@ export interface ClientOptions {
   readonly reconnect?: ReconnectOptions | false
   /** How long an op waits for its answer, ms (default 10,000). */
   readonly timeout?: number
+  /**
+   * How long a connection may take to be welcomed, ms (default 5,000); then it is dropped and
+   * the next attempt made. A TCP connection can be accepted and never served (its server
+   * process died between the accept and the handshake); without this it would hang.
+   */
+  readonly connectTimeout?: number
 }
 
 export interface SubscribeOptions {
@@ -203,6 +209,7 @@ export class WirelogClient {
   #resume: string | undefined
   #attempt = 0
   #timer: ReturnType<typeof setTimeout> | undefined
+  #connectTimer: ReturnType<typeof setTimeout> | undefined
   #welcome: Welcome | undefined
   #ready: Promise<Welcome>
   #readyResolve!: (w: Welcome) => void
@@ -412,6 +419,7 @@ export class WirelogClient {
   close(code = 1000, reason = ''): void {
     this.#setState('closed')
     if (this.#timer) clearTimeout(this.#timer)
+    if (this.#connectTimer) clearTimeout(this.#connectTimer)
     for (const p of this.#pending.values()) {
       clearTimeout(p.timer)
       p.reject(new WirelogError('CLOSED', 'the client was closed'))
@@ -469,9 +477,14 @@ export class WirelogClient {
     ws.onmessage = (ev) => this.#onFrame(String(ev.data))
     ws.onerror = () => {}
     ws.onclose = (ev) => this.#onClose(ev.code, ev.reason)
+    this.#connectTimer = setTimeout(() => {
+      this.#connectTimer = undefined
+      if (this.#ws === ws) ws.close()
+    }, this.#o.connectTimeout ?? 5_000)
   }
 
   #onClose(code: number, reason: string): void {
+    if (this.#connectTimer) clearTimeout(this.#connectTimer)
     this.#ws = undefined
     this.#resuming = false
     for (const s of this.#subs.values()) s.active = false
@@ -594,6 +607,7 @@ export class WirelogClient {
   }
 
   #onWelcome(f: Record<string, unknown>): void {
+    if (this.#connectTimer) clearTimeout(this.#connectTimer)
     this.#attempt = 0
     const previous = this.#resume
     this.#resume = String(f.resume)

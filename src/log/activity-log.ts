@@ -62,6 +62,8 @@ const EVENT_LEVEL: Record<WsEventName, number | undefined> = {
   'worker.started': LEVELS.info,
   // Crashes are errors, asked-for exits info (see the line below).
   'worker.exited': LEVELS.info,
+  'webhook.failed': LEVELS.error,
+  'webhook.dropped': LEVELS.warn,
 }
 
 export interface ActivityLogStats {
@@ -609,6 +611,35 @@ export class ActivityLog implements Recorder {
         b.num('code', r.code)
         b.str('signal', r.signal)
         b.bool('crashed', r.crashed)
+        return true
+      }
+      case 'webhook.failed': {
+        const r = e as WsEvents['webhook.failed']
+        b.begin(
+          level,
+          name,
+          `Webhook failed: ${escapeText(r.endpoint)} ${escapeText(r.event)} (${escapeText(r.reason)})`,
+        )
+        b.str('endpoint', r.endpoint)
+        b.str('webhook_event', r.event)
+        b.str('delivery', r.delivery)
+        b.num('attempts', r.attempts)
+        b.num('status', r.status)
+        b.str('error', r.error)
+        b.str('reason', r.reason)
+        return true
+      }
+      case 'webhook.dropped': {
+        const r = e as WsEvents['webhook.dropped']
+        b.begin(
+          level,
+          name,
+          `Webhook deliveries dropped: ${escapeText(r.endpoint)} ${r.dropped} (${escapeText(r.reason)})`,
+        )
+        b.str('endpoint', r.endpoint)
+        b.num('count', r.dropped)
+        b.str('reason', r.reason)
+        b.str('webhook_event', r.event)
         return true
       }
       default:
