@@ -62,6 +62,14 @@ const logSchema = z
     level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
     /** Bytes of each message payload shown in the log; the full byte count is always shown. */
     preview: nonNegInt.max(64 * KiB).default(256),
+    /**
+     * `preview` (the first `preview` bytes of each message) or `full`: every message's whole
+     * content (received, and sent at level `debug`) in the json line's `data` field, up to
+     * `payloadMax` bytes, so the log can be replayed (`wirelog replay`). Needs `format: json`.
+     */
+    payloads: z.enum(['preview', 'full']).default('preview'),
+    /** With `payloads: full`: most bytes of one message recorded; longer ones are cut and marked `truncated`. */
+    payloadMax: posInt.max(64 * MiB).default(1 * MiB),
     /** Longest time (ms) an asynchronously written line may wait in memory before a write. */
     flushInterval: posInt.max(10_000).default(50),
     /** Bytes of pending log lines held in memory while the file is unwritable; beyond, lines are dropped and counted. */
@@ -387,6 +395,13 @@ export const configSchema = z
         path: ['log', 'format'],
         message: 'a chained log (--log-chain, --log-sign-key) needs json',
       })
+    if (c.log.payloads === 'full' && c.log.format !== 'json')
+      ctx.addIssue({
+        code: 'custom',
+        path: [],
+        message:
+          'log.payloads "full" needs log.format "json" (--log-payloads full needs --log-format json): only json lines have a data field',
+      })
     if (c.auth.mode === 'tokens' && c.auth.tokensFile === undefined)
       ctx.addIssue({
         code: 'custom',
@@ -614,6 +629,19 @@ export const OPTIONS: readonly OptionSpec[] = [
     'log.preview',
     'int',
     'bytes of each payload shown in the log (the full size is always shown)',
+    BYTES,
+  ),
+  spec(
+    'log.payloads',
+    'enum',
+    'message content in json lines: a preview, or in full (for wirelog replay; every message is in the file)',
+    'one of: preview, full',
+    ['preview', 'full'],
+  ),
+  spec(
+    'log.payloadMax',
+    'int',
+    'with --log-payloads full: most bytes of one message recorded (longer ones are marked truncated)',
     BYTES,
   ),
   spec(

@@ -97,8 +97,14 @@ export type SendResult = 'sent' | 'closed' | 'slow'
 export interface ConnectionHooks {
   /** A whole message arrived and passed the rate limit. */
   message(conn: Connection, data: Buffer, binary: boolean): void
-  /** A message was handed to the socket. */
-  sent(conn: Connection, bytes: number, binary: boolean): void
+  /** A message was handed to the socket: its content, or the whole frame it is the end of. */
+  sent(
+    conn: Connection,
+    bytes: number,
+    binary: boolean,
+    data: string | Buffer | undefined,
+    frame?: Buffer,
+  ): void
   /** Messages over the rate limit were dropped (reported at most once per second). */
   dropped(conn: Connection, dropped: number, reason: string): void
   /** ws reported a protocol or socket error. */
@@ -248,7 +254,7 @@ export class Connection implements Client {
     const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.length
     this.#messagesOut++
     this.#bytesOut += bytes
-    this.#hooks.sent(this, bytes, binary)
+    this.#hooks.sent(this, bytes, binary, data)
     return 'sent'
   }
 
@@ -267,7 +273,8 @@ export class Connection implements Client {
     this.#socket.write(frame)
     this.#messagesOut++
     this.#bytesOut += payloadBytes
-    this.#hooks.sent(this, payloadBytes, binary)
+    // The payload is the frame's tail; the hook cuts it out only if someone wants it.
+    this.#hooks.sent(this, payloadBytes, binary, undefined, frame)
     return 'sent'
   }
 

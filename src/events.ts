@@ -44,6 +44,11 @@ export interface MessageSent {
   readonly client: Client
   readonly bytes: number
   readonly binary: boolean
+  /**
+   * What was sent (a reference, not a copy): a string, or the bytes. The activity log
+   * records it with `log.payloads: full`.
+   */
+  readonly data?: string | Buffer
 }
 
 export interface MessageDropped {

@@ -96,10 +96,11 @@ function redactUserinfo(s: string): string {
 }
 
 const JSON_TOKEN =
-  /"(token|access_token|refresh_token|password|secret)"(\s*:\s*)"(?:[^"\\]|\\.)*(?:"|$)/g
+  /"(token|access_token|refresh_token|password|secret|resume)"(\s*:\s*)"(?:[^"\\]|\\.)*(?:"|$)/g
 
 /**
- * A JSON text with the values of credential fields (`"token": "…"`) redacted: the
+ * A JSON text with the values of credential fields (`"token": "…"`, and the `"resume"` token
+ * of the server's welcome and resumed frames) redacted: the
  * `wirelog.v1` frames that carry credentials (`resume`, `refresh`) are logged like any
  * message, minus those values.
  */

@@ -155,14 +155,20 @@ export class WirelogServer {
   #sentWanted = false
   #hooks: ConnectionHooks = {
     message: (conn, data, binary) => this.#onMessage(conn, data, binary),
-    sent: (conn, bytes, binary) => {
+    sent: (conn, bytes, binary, data, frame) => {
       // Per sent message (every fan-out recipient): ask the bus only when it changed.
       const v = subscriptionVersion(this.events)
       if (v !== this.#sentVersion) {
         this.#sentVersion = v
         this.#sentWanted = this.events.has('ws', 'message.sent')
       }
-      if (this.#sentWanted) emit(this.events, 'message.sent', { client: conn, bytes, binary })
+      if (this.#sentWanted)
+        emit(this.events, 'message.sent', {
+          client: conn,
+          bytes,
+          binary,
+          data: data ?? frame?.subarray(frame.length - bytes),
+        })
     },
     dropped: (conn, dropped, reason) =>
       emit(this.events, 'message.dropped', { client: conn, reason, dropped }),

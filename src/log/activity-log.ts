@@ -10,13 +10,20 @@
  */
 import { join, resolve } from 'node:path'
 import type { Config } from '../config.js'
+import type { ClientInfo } from '../connection.js'
 import type { EventBus, Recorder, WsEventName, WsEvents } from '../events.js'
 import { addRecorder, emit } from '../events.js'
 import { PROTOCOL } from '../pubsub/protocol.js'
 import { createRedactor, REDACTED, type Redactor, redactJsonSecrets } from '../redact.js'
 import { Chain } from './chain.js'
 import { cutText, escapeText, jsonValue, utf8Boundary } from './escape.js'
-import { createBuilder, LEVELS, type LevelName, type LineBuilder } from './format.js'
+import {
+  createBuilder,
+  LEVELS,
+  type LevelName,
+  type LineBuilder,
+  type MessageContent,
+} from './format.js'
 import { loadSealKey, type SealKey } from './seal-key.js'
 import { Sink, type SinkOptions } from './sink.js'
 
@@ -341,12 +348,15 @@ export class ActivityLog implements Recorder {
     const max = this.#cfg.preview
     const raw = m.raw
     const truncated = raw.length > max
+    const full =
+      this.#cfg.payloads === 'full' ? this.#content(m.client, m.data, m.binary) : undefined
     if (m.binary)
       return b.message(m.client, {
         text: '',
         bytesPreview: truncated ? raw.subarray(0, max) : raw,
         bytes: m.bytes,
         truncated,
+        full,
       })
     let text = truncated
       ? raw.toString('utf8', 0, utf8Boundary(raw, max))
@@ -355,7 +365,32 @@ export class ActivityLog implements Recorder {
         : raw.toString('utf8')
     // The protocol's own credential fields (resume, refresh) never reach the log.
     if (m.client.protocol === PROTOCOL && text.includes('"token"')) text = redactJsonSecrets(text)
-    return b.message(m.client, { text, bytesPreview: undefined, bytes: m.bytes, truncated })
+    return b.message(m.client, { text, bytesPreview: undefined, bytes: m.bytes, truncated, full })
+  }
+
+  /**
+   * A message's whole content for `log.payloads: full`: at most `log.payloadMax` bytes (text
+   * cut on a character boundary), with the same credential redaction as the preview.
+   */
+  #content(client: ClientInfo, data: string | Buffer, binary: boolean): MessageContent {
+    const max = this.#cfg.payloadMax
+    if (binary) {
+      const buf = typeof data === 'string' ? Buffer.from(data) : data
+      const truncated = buf.length > max
+      return { text: '', binary: truncated ? buf.subarray(0, max) : buf, truncated }
+    }
+    let text: string
+    let truncated = false
+    if (typeof data === 'string' && data.length * 3 <= max) text = data
+    else {
+      const buf = typeof data === 'string' ? Buffer.from(data) : data
+      truncated = buf.length > max
+      text = truncated ? buf.toString('utf8', 0, utf8Boundary(buf, max)) : buf.toString('utf8')
+    }
+    // As in the preview, plus the resume token the server hands out (welcome, resumed).
+    if (client.protocol === PROTOCOL && (text.includes('"token"') || text.includes('"resume"')))
+      text = redactJsonSecrets(text)
+    return { text, binary: undefined, truncated }
   }
 
   /** Build the line of a built-in event; false when the level filter drops it. */
@@ -368,7 +403,9 @@ export class ActivityLog implements Recorder {
         b.begin(level, name, `Message sent: ${m.client.ip}`)
         b.client(m.client)
         b.num('bytes', m.bytes)
-        if (m.binary) b.bool('binary', true)
+        if (this.#cfg.payloads === 'full' && m.data !== undefined)
+          b.content(this.#content(m.client, m.data, m.binary))
+        else if (m.binary) b.bool('binary', true)
         return true
       }
       case 'client.connected': {

@@ -30,6 +30,21 @@ export interface MessagePreview {
   /** The whole message's size. */
   readonly bytes: number
   readonly truncated: boolean
+  /** With `log.payloads: full`: what the json line records in `data` instead of the preview. */
+  readonly full?: MessageContent
+}
+
+/**
+ * A message's whole content (up to `log.payloadMax`), for `log.payloads: full`. Text is
+ * written as a JSON string, binary as base64 with `"encoding":"base64"`; `truncated` when
+ * the message was longer than the limit.
+ */
+export interface MessageContent {
+  /** Text messages: the content, decoded (cut on a character boundary). */
+  readonly text: string
+  /** Binary messages: the bytes. */
+  readonly binary: Buffer | undefined
+  readonly truncated: boolean
 }
 
 export interface LineBuilder {
@@ -41,6 +56,8 @@ export interface LineBuilder {
   json(key: string, jsonText: string): void
   /** The client's fields: `client`, `ip`, and `user` when authenticated. */
   client(c: ClientInfo): void
+  /** A message's content in `data` (json only; the other formats have no content field). */
+  content(m: MessageContent): void
   end(): string
   /**
    * The whole `message.received` line, the per-message hot path: one template, the
@@ -94,6 +111,15 @@ function flags(m: MessagePreview, sep: string, eq: string): string {
   return (binary ? `${sep}binary${eq}true` : '') + (m.truncated ? `${sep}truncated${eq}true` : '')
 }
 
+/** The json fields of a whole message: flags, then `data`. */
+function contentFields(m: MessageContent): string {
+  const flagsText =
+    (m.binary !== undefined ? ',"binary":true,"encoding":"base64"' : '') +
+    (m.truncated ? ',"truncated":true' : '')
+  const data = m.binary !== undefined ? m.binary.toString('base64') : jsonInner(m.text)
+  return `${flagsText},"data":"${data}"`
+}
+
 class TextBuilder implements LineBuilder {
   #s = ''
   #clients = new FragmentCache(
@@ -128,6 +154,7 @@ class TextBuilder implements LineBuilder {
   client(c: ClientInfo): void {
     this.#s += this.#clients.get(c)
   }
+  content(): void {}
   end(): string {
     const s = `${this.#s}\n`
     this.#s = ''
@@ -154,6 +181,8 @@ class JsonBuilder implements LineBuilder {
       this.#ms = ms
       this.#msgHead = `{"level":30,"time":${ms}${this.#head}"message.received"`
     }
+    if (m.full !== undefined)
+      return `${this.#msgHead}${this.#clients.get(c)},"bytes":${m.bytes}${contentFields(m.full)},"msg":"Message received: ${jsonInner(messageSentence(m))}"}\n`
     const data =
       m.bytesPreview !== undefined ? m.bytesPreview.toString('base64') : jsonInner(m.text)
     return `${this.#msgHead}${this.#clients.get(c)},"bytes":${m.bytes}${flags(m, ',"', '":')},"data":"${data}","msg":"Message received: ${jsonInner(messageSentence(m))}"}\n`
@@ -177,6 +206,9 @@ class JsonBuilder implements LineBuilder {
   client(c: ClientInfo): void {
     this.#s += this.#clients.get(c)
   }
+  content(m: MessageContent): void {
+    this.#s += contentFields(m)
+  }
   end(): string {
     const s = `${this.#s},"msg":${jsonString(this.#msg)}}\n`
     this.#s = ''
@@ -197,6 +229,7 @@ class PlainBuilder implements LineBuilder {
   bool(): void {}
   json(): void {}
   client(): void {}
+  content(): void {}
   end(): string {
     return `${this.#msg}\n`
   }

@@ -18,6 +18,10 @@ export const TOOLS: Readonly<Record<string, { summary: string; load: () => Promi
     summary: 'check the hash chain (and seals) of logs written with --log-chain',
     load: async () => (await import('./verify-log.js')).default,
   },
+  replay: {
+    summary: 'replay a recorded json activity log against a WebSocket server, check its replies',
+    load: async () => (await import('./replay.js')).tool,
+  },
 }
 
 export function isTool(name: string | undefined): name is string {

@@ -15,7 +15,7 @@
  * afterwards is delivered as it was.
  */
 import { Connection } from '../connection.js'
-import type { MessageReceived } from '../events.js'
+import type { MessageReceived, MessageSent } from '../events.js'
 import { PROTOCOL } from '../pubsub/protocol.js'
 import { redactJsonSecrets } from '../redact.js'
 
@@ -44,6 +44,16 @@ export function payloadJson(ns: string, name: string, payload: unknown): string 
       data,
       binary: m.binary,
       bytes: m.bytes,
+    })
+  }
+  if (ns === 'ws' && name === 'message.sent') {
+    const m = payload as MessageSent
+    // What the server sent (m.data) stays out of webhooks: only the activity log records
+    // it, and only when asked to (log.payloads: full), with its redaction.
+    return JSON.stringify({
+      client: client(m.client as Connection),
+      bytes: m.bytes,
+      binary: m.binary,
     })
   }
   return JSON.stringify(jsonSafe(payload, 0, new Set())) ?? 'null'
