@@ -13,7 +13,12 @@ export interface Tool {
 }
 
 /** Name → loader. Add a tool here and in `--help`. */
-export const TOOLS: Readonly<Record<string, { summary: string; load: () => Promise<Tool> }>> = {}
+export const TOOLS: Readonly<Record<string, { summary: string; load: () => Promise<Tool> }>> = {
+  logs: {
+    summary: 'read the activity log: filters, tail --follow, summary of traffic and top talkers',
+    load: async () => (await import('./logs.js')).default,
+  },
+}
 
 export function isTool(name: string | undefined): name is string {
   return name !== undefined && Object.hasOwn(TOOLS, name)

@@ -291,7 +291,8 @@ export function toTextLine(r: LogRecord): string {
   const time = Number.isNaN(r.time) ? '-' : new Date(r.time).toISOString()
   let s = `${time} ${LABEL[r.level]} ${escapeText(r.text)} event=${textValue(r.event)}`
   for (const [k, v] of Object.entries(r.fields)) {
-    if (v === null || v === undefined) continue
+    // The writer's process and host are json-only fields: not in a text line.
+    if (v === null || v === undefined || k === 'pid' || k === 'hostname') continue
     s += ` ${k}=${typeof v === 'string' ? textValue(v) : typeof v === 'object' ? textValue(JSON.stringify(v)) : v}`
   }
   return s
