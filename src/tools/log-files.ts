@@ -65,7 +65,10 @@ export function timeOrder(paths: readonly string[]): string[] {
   for (const p of new Set(paths)) {
     const [stem, n] = rotationKey(p)
     let g = groups.get(stem)
-    if (g === undefined) groups.set(stem, (g = []))
+    if (g === undefined) {
+      g = []
+      groups.set(stem, g)
+    }
     g.push([p, n])
   }
   return [...groups.values()].flatMap((g) => g.sort((a, b) => b[1] - a[1]).map(([p]) => p))

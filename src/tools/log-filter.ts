@@ -105,9 +105,7 @@ export function buildFilter(spec: FilterSpec): ((r: LogRecord) => boolean) | und
   if (until !== undefined) tests.push((r) => r.time < until)
   if (spec.texts.length > 0) {
     const texts = spec.texts
-    tests.push((r) =>
-      texts.some((t) => r.text.includes(t) || (r.data !== undefined && r.data.includes(t))),
-    )
+    tests.push((r) => texts.some((t) => r.text.includes(t) || r.data?.includes(t) === true))
   }
   if (tests.length === 0) return undefined
   return (r) => {

@@ -174,7 +174,13 @@ const FLAGS: readonly FlagSpec[] = [
       o.config = v
     },
   },
-  { names: ['--help', '-h'], help: 'this text', set: (o) => void (o.help = true) },
+  {
+    names: ['--help', '-h'],
+    help: 'this text',
+    set: (o) => {
+      o.help = true
+    },
+  },
 ]
 
 const BY_NAME = new Map<string, FlagSpec>(FLAGS.flatMap((f) => f.names.map((n) => [n, f])))
