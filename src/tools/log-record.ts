@@ -293,6 +293,8 @@ export function toTextLine(r: LogRecord): string {
   for (const [k, v] of Object.entries(r.fields)) {
     // The writer's process and host are json-only fields: not in a text line.
     if (v === null || v === undefined || k === 'pid' || k === 'hostname') continue
+    // A text line carries a message's content in its sentence only.
+    if (k === 'data' && r.event === 'message.received') continue
     s += ` ${k}=${typeof v === 'string' ? textValue(v) : typeof v === 'object' ? textValue(JSON.stringify(v)) : v}`
   }
   return s
