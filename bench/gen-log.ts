@@ -39,11 +39,13 @@ function parse(argv: string[]): Opts {
   return o
 }
 
-// A small deterministic PRNG: the same file every run.
+// mulberry32: a small deterministic PRNG, the same file every run.
 let seed = 42
 function rnd(): number {
-  seed = (seed * 1103515245 + 12345) & 0x7fffffff
-  return seed / 0x7fffffff
+  seed = (seed + 0x6d2b79f5) | 0
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
 }
 const pick = <T>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)]!
 

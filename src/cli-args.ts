@@ -111,9 +111,7 @@ export function helpText(width = helpWidth()): string {
   const para = (text: string): string[] => wrap(words(text), width)
   return [
     'Usage: wirelog [options]',
-    ...(Object.keys(TOOLS).length
-      ? ['  or:  wirelog <command> [arguments]']
-      : []),
+    ...(Object.keys(TOOLS).length ? ['  or:  wirelog <command> [arguments]'] : []),
     '',
     ...para(
       'A WebSocket server that echoes every message and logs every connection, message and disconnect to an activity log.',

@@ -148,13 +148,13 @@ export async function defaultFiles(path: string, rotated: boolean): Promise<stri
 
 /**
  * Call `onLine` for every line of `path` from byte `start`, reading `CHUNK` bytes at a time
- * into one buffer; `onRead(bytes)` after each chunk. A last line without its newline is
- * passed too. Resolves to the bytes read.
+ * into one buffer; `onRead(bytes)` after each chunk's lines (awaited). A last line without
+ * its newline is passed too. Resolves to the bytes read.
  */
 export async function eachLine(
   path: string,
   onLine: (line: string) => void,
-  onRead?: (bytes: number) => void,
+  onRead?: (bytes: number) => void | Promise<void>,
   start = 0,
 ): Promise<number> {
   let fh: FileHandle
@@ -178,7 +178,6 @@ export async function eachLine(
       if (bytesRead === 0) break
       pos += bytesRead
       filled += bytesRead
-      onRead?.(bytesRead)
       const last = buf.lastIndexOf(10, filled - 1)
       if (last < 0) continue
       const text = buf.toString('utf8', 0, last)
@@ -194,6 +193,8 @@ export async function eachLine(
       }
       buf.copy(buf, 0, last + 1, filled)
       filled -= last + 1
+      // After the chunk's lines: a slow consumer (a pipe) holds the next read back.
+      await onRead?.(bytesRead)
     }
     if (filled > 0) onLine(buf.toString('utf8', 0, filled))
   } finally {

@@ -44,6 +44,15 @@ export interface SummaryReport {
   errorKinds: Array<{ event: string; detail: string; count: number }>
 }
 
+/**
+ * A copy of `s` that holds on to nothing else. Strings cut from a line are views of the
+ * 1 MiB chunk it was decoded from; keeping one in a map (a client id, a reason) would keep
+ * the whole chunk alive, and a log with many clients would pin most of the file in memory.
+ */
+function own<T extends string | undefined>(s: T): T {
+  return (s === undefined ? s : Buffer.from(s, 'utf8').toString('utf8')) as T
+}
+
 interface ClientStats {
   address: string | undefined
   user: string | undefined
@@ -77,11 +86,11 @@ export class Summary {
     if (r.client === undefined || r.client === 'server') return undefined
     let c = this.#clients.get(r.client)
     if (c === undefined) {
-      c = { address: r.address, user: r.user, messages: 0, bytes: 0 }
-      this.#clients.set(r.client, c)
+      c = { address: own(r.address), user: own(r.user), messages: 0, bytes: 0 }
+      this.#clients.set(own(r.client), c)
     } else {
-      if (r.user !== undefined) c.user = r.user
-      if (c.address === undefined) c.address = r.address
+      if (r.user !== undefined && r.user !== c.user) c.user = own(r.user)
+      if (c.address === undefined) c.address = own(r.address)
     }
     return c
   }
@@ -90,7 +99,7 @@ export class Summary {
     const key = `${event}\0${detail}`
     const e = this.#errorKinds.get(key)
     if (e) e.count++
-    else this.#errorKinds.set(key, { event, detail, count: 1 })
+    else this.#errorKinds.set(own(key), { event: own(event), detail: own(detail), count: 1 })
   }
 
   add(r: LogRecord): void {
@@ -126,7 +135,9 @@ export class Summary {
         if (typeof f.msgs_out === 'number') this.#discMsgsOut += f.msgs_out
         if (typeof f.bytes_out === 'number') this.#discBytesOut += f.bytes_out
         const code = r.code ?? 'none'
-        this.#codes.set(code, (this.#codes.get(code) ?? 0) + 1)
+        const n = this.#codes.get(code)
+        if (n !== undefined) this.#codes.set(code, n + 1)
+        else this.#codes.set(typeof code === 'string' ? own(code) : code, 1)
         return
       }
       case 'client.rejected': {
@@ -136,7 +147,7 @@ export class Summary {
         const key = `${reason}\0${status}`
         const e = this.#reasons.get(key)
         if (e) e.count++
-        else this.#reasons.set(key, { reason, status, count: 1 })
+        else this.#reasons.set(own(key), { reason: own(reason), status, count: 1 })
         return
       }
       case 'client.error':

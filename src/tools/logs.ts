@@ -329,7 +329,6 @@ async function grep(o: Options, files: string[]): Promise<void> {
   const out = new Out()
   for (const f of files) {
     if (out.closed) break
-    const pending: Promise<void>[] = []
     await eachLine(
       f,
       (line) => {
@@ -337,11 +336,8 @@ async function grep(o: Options, files: string[]): Promise<void> {
         if (r === undefined || (keep && !keep(r))) return
         out.line(show(r, line))
       },
-      () => {
-        pending.push(out.flush())
-      },
+      () => out.flush(),
     )
-    await Promise.all(pending)
     await out.flush(true)
   }
   await out.flush(true)
