@@ -15,6 +15,7 @@ import {
   toTextLine,
   unescapeText,
 } from '../src/tools/log-record.js'
+import { Summary, summaryText } from '../src/tools/log-summary.js'
 
 const client = (over: Partial<ClientInfo> = {}): ClientInfo => ({
   id: 'c1',
@@ -194,5 +195,45 @@ describe('log-record: both formats from the real writer', () => {
     assert.equal(unescapeText('a\\nb\\r\\t\\\\\\x1b\\u2028\\"'), 'a\nb\r\t\\\x1b\u2028"')
     assert.equal(unescapeText('trailing\\'), 'trailing\\')
     assert.equal(unescapeText('\\xzz'), '\\xzz')
+  })
+})
+
+describe('log-summary', () => {
+  it('ranks talkers by bytes sent to the server, with address and user', async () => {
+    const lines = await linesOf('text', (log) => {
+      const mk = (id: string, ip: string, user?: string): ClientInfo =>
+        client({ id, ip, user: user ? { id: user, claims: {} } : undefined })
+      const a = mk('a1', '10.0.0.1', 'alice')
+      const b = mk('b1', '10.0.0.2')
+      for (const [c, n, size] of [
+        [a, 2, 500],
+        [b, 20, 10],
+      ] as const) {
+        log.record('ws', 'client.connected', { client: c })
+        for (let i = 0; i < n; i++) {
+          const raw = Buffer.alloc(size, 120)
+          log.record('ws', 'message.received', {
+            client: c,
+            data: raw.toString(),
+            raw,
+            binary: false,
+            bytes: size,
+          })
+        }
+      }
+    })
+    const s = new Summary()
+    for (const l of lines) s.add(parseLine(l)!)
+    const r = s.report(['x'], 10)
+    assert.equal(r.messagesIn, 22)
+    assert.equal(r.bytesIn, 1200)
+    assert.deepEqual(
+      r.topTalkers.map((t) => [t.client, t.address, t.user, t.messages, t.bytes]),
+      [
+        ['a1', '10.0.0.1', 'alice', 2, 1000],
+        ['b1', '10.0.0.2', undefined, 20, 200],
+      ],
+    )
+    assert.match(summaryText(r), / 1 {2}a1 +10\.0\.0\.1 +alice +2 +1\.0 kB\n/)
   })
 })
