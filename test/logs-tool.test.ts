@@ -108,6 +108,23 @@ for (const format of ['text', 'json'] as const) {
       assert.match(s.rejectionReasons[0].reason, /origin/i)
     })
 
+    it('without files: the configured log file and its rotated siblings (tail: the file alone)', async () => {
+      const run = async (args: string[]) => {
+        const c = runCli(['logs', ...args], {
+          cwd: t.dir,
+          env: { WIRELOG_LOG_FILE: 'activity.log', WIRELOG_CONFIG: '' },
+        })
+        return { code: await c.exited, out: c.stdout(), err: c.stderr() }
+      }
+      const s = await run(['summary', '-o', 'json'])
+      assert.equal(s.code, 0, s.err)
+      const r = JSON.parse(s.out)
+      assert.equal(r.files.length, 2)
+      assert.equal(r.messagesIn, 14)
+      const tl = await run(['tail', '-n', '100', '-o', 'json', '--event', 'message.received'])
+      assert.equal(jsonLines(tl.out).length, 1, "only carol's message is in the current file")
+    })
+
     it('summary --since 1h as a table names the top talker first', async () => {
       const r = await logs(['summary', '--since', '1h', join(t.dir, 'activity.log*')])
       assert.equal(r.code, 0, r.err)
