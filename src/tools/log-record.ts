@@ -46,7 +46,10 @@ export interface LogRecord {
   text: string
   /** The message content where the line carries it on its own (json `data`). */
   data: string | undefined
-  /** Every field of the line but time, level, event and msg (text: values unescaped). */
+  /**
+   * The line's other fields (text: values unescaped). A json record's object still holds
+   * `time`, `level`, `event` and `msg`: use `otherFields()` to leave them out.
+   */
   fields: Record<string, FieldValue>
   format: RecordFormat
 }
@@ -92,26 +95,40 @@ export function unescapeText(s: string): string {
   }
 }
 
-const KEY = /^[A-Za-z_][A-Za-z0-9_]*$/
+/** A key's characters: `[A-Za-z0-9_]`, not starting with a digit. */
+function isKey(line: string, from: number, to: number): boolean {
+  if (to <= from) return false
+  for (let k = from; k < to; k++) {
+    const c = line.charCodeAt(k)
+    const alpha = (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95
+    if (!alpha && (k === from || c < 48 || c > 57)) return false
+  }
+  return true
+}
+
 const NUMBER = /^-?\d+(\.\d+)?$/
+
+/** The `event=` value of the last `parsePairs` that found one (kept out of its fields). */
+let pairsEvent: string | undefined
 
 /**
  * Parse ` key=value …` from `start` to the end of `line` (which starts with a space) under the
- * writer's rules; undefined when the tail is not such a list.
+ * writer's rules; undefined when the tail is not such a list. `event` goes to `pairsEvent`,
+ * not into the fields (deleting it afterwards would slow every later access to the object).
  */
 function parsePairs(line: string, start: number): Record<string, FieldValue> | undefined {
   const out: Record<string, FieldValue> = {}
+  pairsEvent = undefined
   let i = start
   const n = line.length
   while (i < n) {
     if (line.charCodeAt(i) !== 32) return undefined
     i++
     const eq = line.indexOf('=', i)
-    if (eq < 0) return undefined
+    if (eq < 0 || !isKey(line, i, eq)) return undefined
     const key = line.slice(i, eq)
-    if (!KEY.test(key)) return undefined
     i = eq + 1
-    let raw: string
+    let value: FieldValue
     if (line.charCodeAt(i) === 34) {
       // Quoted: up to the first `"` not escaped by a backslash.
       let j = i + 1
@@ -122,25 +139,36 @@ function parsePairs(line: string, start: number): Record<string, FieldValue> | u
         else if (c === 34) break
         else j++
       }
-      raw = unescapeText(line.slice(i + 1, j))
+      value = unescapeText(line.slice(i + 1, j))
       i = j + 1
       if (i < n && line.charCodeAt(i) !== 32) return undefined
-      out[key] = raw
-      continue
+    } else {
+      // Unquoted: no space, `"` or `=` (the writer quotes those).
+      let j = i
+      let escaped = false
+      for (; j < n; j++) {
+        const c = line.charCodeAt(j)
+        if (c === 32) break
+        if (c === 34 || c === 61) return undefined
+        if (c === 92) escaped = true
+      }
+      if (j === i) return undefined
+      const raw = line.slice(i, j)
+      i = j
+      const c0 = raw.charCodeAt(0)
+      value =
+        raw === 'true'
+          ? true
+          : raw === 'false'
+            ? false
+            : ((c0 >= 48 && c0 <= 57) || c0 === 45) && NUMBER.test(raw)
+              ? Number(raw)
+              : escaped
+                ? unescapeText(raw)
+                : raw
     }
-    let j = line.indexOf(' ', i)
-    if (j < 0) j = n
-    raw = line.slice(i, j)
-    if (raw.length === 0 || raw.includes('"') || raw.includes('=')) return undefined
-    i = j
-    out[key] =
-      raw === 'true'
-        ? true
-        : raw === 'false'
-          ? false
-          : NUMBER.test(raw)
-            ? Number(raw)
-            : unescapeText(raw)
+    if (key === 'event' && pairsEvent === undefined && typeof value === 'string') pairsEvent = value
+    else out[key] = value
   }
   return out
 }
@@ -207,9 +235,8 @@ export function parseTextLine(line: string): LogRecord | undefined {
     at = line.lastIndexOf(' event=', at - 1)
     if (at < 30) return undefined
     const fields = parsePairs(line, at)
-    if (fields === undefined || typeof fields.event !== 'string') continue
-    const event = fields.event
-    delete fields.event
+    const event = pairsEvent
+    if (fields === undefined || event === undefined) continue
     return record(time, level, event, unescapeText(line.slice(31, at)), fields, 'text')
   }
 }
@@ -226,10 +253,8 @@ export function parseJsonLine(line: string): LogRecord | undefined {
   const f = o as Record<string, FieldValue>
   const { time, level, event, msg } = f
   if (typeof time !== 'number' || typeof event !== 'string') return undefined
-  delete f.time
-  delete f.level
-  delete f.event
-  delete f.msg
+  // `time`, `level`, `event` and `msg` stay in the object (deleting them would put it in
+  // V8's slow dictionary mode); the output functions leave them out of `fields`.
   return record(
     time,
     LEVEL_BY_NUMBER[typeof level === 'number' ? level : 30] ?? 'info',
@@ -279,6 +304,16 @@ export function parseLine(line: string): LogRecord | undefined {
   return parsePlainLine(line)
 }
 
+const OWN = new Set(['time', 'level', 'event', 'msg'])
+
+/** The fields of `r` but the ones every line has (time, level, event, msg). */
+export function otherFields(r: LogRecord): Record<string, FieldValue> {
+  if (r.format !== 'json') return r.fields
+  const out: Record<string, FieldValue> = {}
+  for (const [k, v] of Object.entries(r.fields)) if (!OWN.has(k)) out[k] = v
+  return out
+}
+
 const LABEL: Record<Level, string> = {
   debug: 'DEBUG',
   info: 'INFO ',
@@ -290,7 +325,7 @@ const LABEL: Record<Level, string> = {
 export function toTextLine(r: LogRecord): string {
   const time = Number.isNaN(r.time) ? '-' : new Date(r.time).toISOString()
   let s = `${time} ${LABEL[r.level]} ${escapeText(r.text)} event=${textValue(r.event)}`
-  for (const [k, v] of Object.entries(r.fields)) {
+  for (const [k, v] of Object.entries(otherFields(r))) {
     // The writer's process and host are json-only fields: not in a text line.
     if (v === null || v === undefined || k === 'pid' || k === 'hostname') continue
     // A text line carries a message's content in its sentence only.
@@ -314,6 +349,6 @@ export function toJsonLine(r: LogRecord): string {
     reason: r.reason,
     text: r.text,
     data: r.data,
-    fields: r.fields,
+    fields: otherFields(r),
   })
 }
