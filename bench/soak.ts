@@ -46,6 +46,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { WebSocket } from 'ws'
+import { duration, Progress } from './progress.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const CLI = join(ROOT, 'dist', 'cli.js')
@@ -529,6 +530,19 @@ async function main(): Promise<void> {
       `a hostile client every ${o.hostileEvery} s; log ${dir}${o.sync ? ' (--log-sync)' : ''}; RSS every ${sampleEvery} s, warm-up ${Math.round(warmup)} s`,
   )
 
+  // On a terminal: a live line with the time left (stderr); the samples stay on stdout.
+  const progress = new Progress()
+  const t0p = Date.now()
+  progress.status(() => {
+    const t = (Date.now() - t0p) / 1000
+    return `soak: ${duration(t)} of ${duration(o.duration)}, ETA ${duration(o.duration - t)}, ${stats.echoes.toLocaleString('en-US')} echoes`
+  })
+  const say = (line: string): void => {
+    // Both on one terminal: the sample goes above the live line, not through it.
+    if (progress.tty && process.stdout.isTTY) progress.line(line)
+    else console.log(line)
+  }
+
   let stopping = false
   const steady: Steady[] = []
   for (let i = 0; i < o.clients; i++) steady.push(await openSteady(url, i, () => stopping))
@@ -597,7 +611,7 @@ async function main(): Promise<void> {
         .filter(([k]) => !k.startsWith('steady') && !k.startsWith('churn'))
         .map(([k, n]) => `${k}×${n}`)
         .join(' ')
-      console.log(
+      say(
         `[${t.toFixed(0).padStart(4)} s] rss ${mb(rss).padStart(6)} MB | ${Math.round(
           echoes / sampleEvery,
         )
@@ -616,6 +630,7 @@ async function main(): Promise<void> {
   })
 
   // Wind down: stop the load, let in-flight messages finish, close everyone normally.
+  progress.done()
   clearInterval(steadyTimer)
   clearInterval(churnTimer)
   clearInterval(hostileTimer)

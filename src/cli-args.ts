@@ -120,7 +120,7 @@ export function helpText(width = helpWidth()): string {
     '',
     ...(Object.keys(TOOLS).length
       ? [
-          'Commands:',
+          ...para('Commands (each has its own --help):'),
           ...Object.entries(TOOLS).flatMap(([name, t]) => {
             const lines = wrap(words(t.summary), width - col)
             return [`  ${name}`.padEnd(col) + lines.shift()!, ...lines.map((l) => pad + l)]

@@ -14,6 +14,10 @@ export interface Tool {
 
 /** Name → loader. Add a tool here and in `--help`. */
 export const TOOLS: Readonly<Record<string, { summary: string; load: () => Promise<Tool> }>> = {
+  logs: {
+    summary: 'read the activity log: filters, tail --follow, summary of traffic and top talkers',
+    load: async () => (await import('./logs.js')).default,
+  },
   'verify-log': {
     summary: 'check the hash chain (and seals) of logs written with --log-chain',
     load: async () => (await import('./verify-log.js')).default,
