@@ -261,7 +261,11 @@ export function parseArgs(argv: readonly string[]): Parsed {
     const raw = takeValue()
     if (raw === undefined) continue
     try {
-      applyOption(out.values, opt, coerce(opt, raw, flag))
+      let value = coerce(opt, raw, flag)
+      const before = out.given.has(opt.path) ? getPath(out.values, opt.path) : undefined
+      if (opt.repeatable && Array.isArray(before) && Array.isArray(value))
+        value = [...before, ...value]
+      applyOption(out.values, opt, value)
       out.given.set(opt.path, { name: flag, raw })
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err
@@ -307,12 +311,14 @@ export function loadConfig(parsed: Parsed, env: NodeJS.ProcessEnv = process.env)
   // Name the flag, variable or file the bad value came from.
   const envOpts = new Map(OPTIONS.map((o) => [o.path, o]))
   const sourceOf = (path: string): ValueSource | undefined => {
-    const flag = parsed.given.get(path)
-    if (flag) return flag
-    const opt = envOpts.get(path)
-    if (opt && getPath(envValues, path) !== undefined) {
+    // An element of a list (`handlers.1`) came from the list's flag or variable.
+    const list = path.replace(/(\.\d+)+$/, '')
+    const flag = parsed.given.get(list)
+    if (flag) return list === path ? flag : { name: flag.name }
+    const opt = envOpts.get(list)
+    if (opt && getPath(envValues, list) !== undefined) {
       const raw = env[opt.env]
-      return raw === undefined ? { name: opt.env } : { name: opt.env, raw }
+      return raw === undefined || list !== path ? { name: opt.env } : { name: opt.env, raw }
     }
     if (fileName && hasPath(file, path)) return { file: fileName }
     return undefined

@@ -114,7 +114,8 @@ function describeError(err: unknown): string {
   if (!(err instanceof Error)) return String(err)
   const e = err as NodeJS.ErrnoException & { address?: string; port?: number; hostname?: string }
   const code = typeof e.code === 'string' ? e.code : undefined
-  if (code === undefined) return e.message
+  // Our own errors say everything in their message.
+  if (code === undefined || code.startsWith('WIRELOG_')) return e.message
   const why = e.message.replace(new RegExp(`^(\\w+ )?${code}:? `), '').replace(/, \w+ '[^']*'$/, '')
   if (e.syscall === 'listen') {
     const at =

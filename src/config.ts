@@ -257,6 +257,18 @@ export const configSchema = z
     /** Prefix of text echoes; empty makes a pure echo server. Binary is always echoed unchanged. */
     echoPrefix: z.string().default('Echo: '),
     /**
+     * Handler modules (`.js`, `.mjs`, `.cjs`, `.ts`, `.mts`; relative to the working
+     * directory) whose setup function gets the server before it binds, in this order.
+     */
+    handlers: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .regex(/\.(c|m)?js$|\.m?ts$/i, 'expected a .js, .mjs, .cjs, .ts or .mts file'),
+      )
+      .default([]),
+    /**
      * Heartbeat interval in seconds (the case study's `timeout: 30`): the server pings every
      * client this often and terminates one that misses `heartbeatMissed` pings in a row.
      * 0 turns heartbeats off. It never stops the server.
@@ -379,10 +391,14 @@ export interface OptionSpec {
   readonly accepts: string
   /** The value placeholder `--help` shows (`<port>`, `<ms>`, …); empty for booleans. */
   readonly arg: string
+  /** A list flag given more than once adds to the list (`--handler a.js --handler b.js`). */
+  readonly repeatable?: true
 }
 
 /** Either the values of an enum, or the placeholder `--help` shows (and the values). */
-type SpecExtra = readonly string[] | { readonly arg?: string; readonly values?: readonly string[] }
+type SpecExtra =
+  | readonly string[]
+  | { readonly arg?: string; readonly values?: readonly string[]; readonly repeatable?: true }
 
 const INT = 'an integer'
 const BYTES = 'a whole number of bytes'
@@ -434,9 +450,18 @@ function named(
       number: NUMBER_ARG.get(accepts) ?? '<n>',
       count: '<n|auto>',
     }[kind]
-  return values
-    ? { path, flag, env, kind, help, accepts, arg, values }
-    : { path, flag, env, kind, help, accepts, arg }
+  const repeatable = Array.isArray(extra) ? undefined : (extra as { repeatable?: true })?.repeatable
+  return {
+    path,
+    flag,
+    env,
+    kind,
+    help,
+    accepts,
+    arg,
+    ...(values ? { values } : {}),
+    ...(repeatable ? { repeatable } : {}),
+  }
 }
 
 /** Every CLI flag / environment variable, in `--help` order. */
@@ -451,6 +476,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     ['echo', 'silent', 'pubsub'],
   ),
   spec('echoPrefix', 'string', 'prefix of text echoes; "" for a pure echo server', 'any text'),
+  named(
+    '--handler',
+    'handlers',
+    'list',
+    'handler module (.js, .mjs, .cjs, .ts) whose setup(server) runs before the server listens; repeat the flag for more, set up in order',
+    'a comma-separated list of .js, .mjs, .cjs, .ts or .mts files',
+    { arg: '<path>', repeatable: true },
+  ),
   spec(
     'timeout',
     'number',

@@ -79,6 +79,7 @@ export {
   type WsEvents,
 } from './events.js'
 export type { ForwardStats } from './forward.js'
+export { type HandlerCleanup, HandlerError, type HandlerSetup } from './handlers/index.js'
 export type {
   RouteAccess,
   RouteContext,

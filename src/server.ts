@@ -46,6 +46,7 @@ import {
 } from './connection.js'
 import { EventBus, emit, type MessageReceived, subscriptionVersion } from './events.js'
 import { Forwarder, type ForwardStats } from './forward.js'
+import { cleanupHandlers, type LoadedHandler, loadHandlers } from './handlers/index.js'
 import { rejectUpgrade } from './http/raw.js'
 import {
   type RouteAccess,
@@ -139,6 +140,7 @@ export class WirelogServer {
   #auth: Authenticator | undefined
   #pubsub!: PubSub
   #forward: Forwarder | undefined
+  #handlers: LoadedHandler[] = []
   #expiry = new Map<Connection, NodeJS.Timeout>()
   #heartbeat: NodeJS.Timeout | undefined
   #idleSweep: NodeJS.Timeout | undefined
@@ -426,6 +428,8 @@ export class WirelogServer {
       await this.#forward?.start()
       // Behaviours (the pubsub router's broker) are ready before the first client can arrive.
       for (const b of this.#allBehaviours()) await b.attach?.(this)
+      // Handler modules see a server whose broker is ready and which is not yet bound.
+      this.#handlers = await loadHandlers(cfg.handlers, this)
       await new Promise<void>((resolve, reject) => {
         const onError = (err: Error): void => reject(err)
         this.#http.once('error', onError)
@@ -437,6 +441,7 @@ export class WirelogServer {
     } catch (err) {
       this.#state = 'CLOSED'
       if (this.#http.listening) await new Promise((r) => this.#http.close(r))
+      await this.#cleanupHandlers()
       for (const b of this.#allBehaviours()) await b.detach?.()?.catch?.(() => {})
       await this.activityLog?.close()
       await this.#forward?.close()
@@ -516,10 +521,20 @@ export class WirelogServer {
         emit(this.events, 'handler.failed', { event: `behaviour:${b.name}.detach`, error })
       }
     }
+    await this.#cleanupHandlers()
     this.#state = 'CLOSED'
     emit(this.events, 'server.closed', { reason })
     await this.activityLog?.close()
     await this.#forward?.close()
+  }
+
+  /** Handler modules' cleanups, once: after the last client, before the log closes. */
+  async #cleanupHandlers(): Promise<void> {
+    const loaded = this.#handlers
+    this.#handlers = []
+    await cleanupHandlers(loaded, (file, error) =>
+      emit(this.events, 'handler.failed', { event: `handler:${file}.cleanup`, error }),
+    )
   }
 
   #allBehaviours(): Behaviour[] {
