@@ -236,6 +236,24 @@ const forwardSchema = z
   })
   .strict()
 
+const tlsSchema = z
+  .object({
+    /** PEM certificate file (chain after the leaf): serve `wss://` / `https://`. With `key`, or neither. */
+    cert: z.string().min(1).optional(),
+    /** PEM private key file of `cert`. */
+    key: z.string().min(1).optional(),
+    /** PEM file of the CAs client certificates must be signed by. */
+    ca: z.string().min(1).optional(),
+    /**
+     * Client certificates: `none` (not asked for), `request` (asked for; a client without
+     * one, or with one not signed by `ca`, still connects; admission hooks see
+     * `request.socket.authorized`), `require` (a client without a certificate signed by `ca`
+     * is refused during the handshake).
+     */
+    clientCert: z.enum(['none', 'request', 'require']).default('none'),
+  })
+  .strict()
+
 export const configSchema = z
   .object({
     /** Interface to bind. */
@@ -335,9 +353,23 @@ export const configSchema = z
     workers: z.union([posInt.max(256), z.literal('auto')]).default(1),
     /** Copies of the activity events for other services (Redis Stream, NATS subject). */
     forward: forwardSchema.prefault({}),
+    tls: tlsSchema.prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
+    // Messages that stand alone after the option's name (`params.alone`).
+    const tls = (key: string, message: string): void =>
+      ctx.addIssue({ code: 'custom', path: ['tls', key], message, params: { alone: true } })
+    if (c.tls.cert !== undefined && c.tls.key === undefined)
+      tls('cert', 'needs its key too (--tls-key, tls.key): TLS takes both, or neither')
+    else if (c.tls.key !== undefined && c.tls.cert === undefined)
+      tls('key', 'needs its certificate too (--tls-cert, tls.cert): TLS takes both, or neither')
+    else if (c.tls.cert === undefined && c.tls.clientCert !== 'none')
+      tls('clientCert', 'needs TLS: add --tls-cert and --tls-key')
+    else if (c.tls.cert === undefined && c.tls.ca !== undefined)
+      tls('ca', 'needs TLS: add --tls-cert and --tls-key')
+    else if (c.tls.clientCert !== 'none' && c.tls.ca === undefined)
+      tls('clientCert', 'needs --tls-ca (tls.ca), the CAs client certificates must be signed by')
     if (c.auth.mode === 'tokens' && c.auth.tokensFile === undefined)
       ctx.addIssue({
         code: 'custom',
@@ -762,6 +794,34 @@ export const OPTIONS: readonly OptionSpec[] = [
     'a claim name',
     { arg: '<name>' },
   ),
+  // —— TLS ——
+  named(
+    '--tls-cert',
+    'tls.cert',
+    'string',
+    'PEM certificate file: serve wss:// (with --tls-key; reloaded on SIGHUP)',
+    'a file path',
+    { arg: '<path>' },
+  ),
+  named('--tls-key', 'tls.key', 'string', 'PEM private key file of --tls-cert', 'a file path', {
+    arg: '<path>',
+  }),
+  named(
+    '--tls-ca',
+    'tls.ca',
+    'string',
+    'PEM file of the CAs that sign client certificates',
+    'a file path',
+    { arg: '<path>' },
+  ),
+  named(
+    '--tls-client-cert',
+    'tls.clientCert',
+    'enum',
+    'client certificates: not asked for, asked for, or required (signed by --tls-ca)',
+    'one of: none, request, require',
+    ['none', 'request', 'require'],
+  ),
   // —— scale-out: broker, workers, forwarding ——
   named(
     '--broker',
@@ -915,6 +975,9 @@ export const KEY_DOCS: Readonly<Record<string, { help: string; type?: string; li
   'auth.jwt.jwksCooldown': { help: 'fewest seconds between two JWKS fetches' },
   pubsub: { help: 'topics, history and sessions of `wirelog.v1`' },
   broker: { help: 'where topics, sessions and presence live' },
+  tls: {
+    help: '`wss://` with a certificate and key, optionally client certificates (see docs/tls.md)',
+  },
 }
 
 const byPath = new Map(OPTIONS.map((o) => [o.path, o]))
@@ -1310,6 +1373,7 @@ interface Issue {
   readonly path: readonly PropertyKey[]
   readonly message: string
   readonly keys?: readonly string[]
+  readonly params?: { readonly alone?: boolean }
 }
 
 /** One line per mistake in `issue`. */
@@ -1319,6 +1383,11 @@ function problemsOf(
   sourceOf: ((path: string) => ValueSource | undefined) | undefined,
 ): Array<[path: string, text: string]> {
   const at = issue.path.map(String).join('.')
+  if (issue.code === 'custom' && issue.params?.alone) {
+    const src = sourceOf?.(at)
+    const label = src?.name ?? (src?.file ? `${src.file}: option "${at}"` : `option "${at}"`)
+    return [[at, `${label}: ${issue.message}`]]
+  }
   if (issue.code === 'unrecognized_keys') {
     return (issue.keys ?? []).map((k) => {
       const path = at ? `${at}.${k}` : k

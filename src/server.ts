@@ -61,6 +61,7 @@ import { type ClientAddress, clientAddress, compileTrust, type TrustFn } from '.
 import { PROTOCOL } from './pubsub/protocol.js'
 import { PubSub } from './pubsub/router.js'
 import { createRedactor, type Redactor } from './redact.js'
+import { type CertificateInfo, createTlsServer, reloadTls, tlsEnabled } from './tls.js'
 
 export type ServerState = 'NEW' | 'RUNNING' | 'CLOSING' | 'CLOSED'
 
@@ -141,6 +142,7 @@ export class WirelogServer {
   #pubsub!: PubSub
   #forward: Forwarder | undefined
   #handlers: LoadedHandler[] = []
+  #certificate: CertificateInfo | undefined
   #expiry = new Map<Connection, NodeJS.Timeout>()
   #heartbeat: NodeJS.Timeout | undefined
   #idleSweep: NodeJS.Timeout | undefined
@@ -284,16 +286,27 @@ export class WirelogServer {
       })
     }
 
-    this.#http = createHttpServer(
-      {
-        headersTimeout: limits.headersTimeout,
-        requestTimeout: Math.max(limits.headersTimeout, 10_000),
-        // Node checks the two timeouts above only this often (default 30 s).
-        connectionsCheckingInterval: Math.min(1000, limits.headersTimeout),
-        keepAliveTimeout: 5000,
-      },
-      (req, res) => this.#onRequest(req, res),
-    )
+    const httpOptions = {
+      headersTimeout: limits.headersTimeout,
+      requestTimeout: Math.max(limits.headersTimeout, 10_000),
+      // Node checks the two timeouts above only this often (default 30 s).
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeout),
+      keepAliveTimeout: 5000,
+    }
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => this.#onRequest(req, res)
+    if (tlsEnabled(cfg.tls)) {
+      const tls = createTlsServer(cfg.tls, httpOptions, onRequest, (r) =>
+        emit(this.events, 'client.rejected', {
+          ...r,
+          proxy: undefined,
+          path: undefined,
+          origin: undefined,
+          userAgent: undefined,
+        }),
+      )
+      this.#http = tls.server
+      this.#certificate = tls.info
+    } else this.#http = createHttpServer(httpOptions, onRequest)
     this.#http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
       this.#onUpgrade(req, socket, head),
     )
@@ -400,6 +413,33 @@ export class WirelogServer {
     return this.#pubsub.subscriptions(client)
   }
 
+  /** The TLS certificate in use (fingerprint, subject, expiry), or undefined without TLS. */
+  get certificate(): CertificateInfo | undefined {
+    return this.#certificate
+  }
+
+  /**
+   * Read the TLS certificate, key and CA files again and use them for new connections
+   * (open ones keep theirs); logged. A bad file keeps the previous certificate: logged as
+   * an error, and the promise rejects. Without TLS, resolves with undefined.
+   */
+  async reloadTls(): Promise<CertificateInfo | undefined> {
+    if (this.#certificate === undefined) return undefined
+    const log = this.activityLog?.logger('tls')
+    try {
+      this.#certificate = reloadTls(this.#http, this.config.tls)
+    } catch (err) {
+      const error = (err as Error).message
+      log?.error('certificate reload failed, keeping the previous one', {
+        error,
+        fingerprint: this.#certificate.fingerprint,
+      })
+      throw err
+    }
+    log?.info('certificate reloaded', { ...this.#certificate })
+    return this.#certificate
+  }
+
   /** Add an admission hook, run before the 101 after the built-in rules (see `AdmissionHook`). */
   admit(hook: AdmissionHook): () => void {
     if (typeof hook !== 'function') throw new TypeError('admit(): the hook must be a function')
@@ -457,7 +497,7 @@ export class WirelogServer {
     emit(this.events, 'server.listening', {
       address: addr.address,
       port: addr.port,
-      url: `ws://${host}:${addr.port}`,
+      url: `${this.#certificate ? 'wss' : 'ws'}://${host}:${addr.port}`,
     })
     return addr
   }
