@@ -137,7 +137,7 @@ export function helpText(width = helpWidth()): string {
     ),
     ...para('Precedence: flags > environment > config file > defaults.'),
     ...para(
-      'Signals: SIGINT/SIGTERM shut down gracefully (clients get 1001, the log is flushed; a second signal forces the exit); SIGHUP reopens the log file.',
+      'Signals: SIGINT/SIGTERM shut down gracefully (clients get 1001, the log is flushed; a second signal forces the exit); SIGHUP reopens the log file and reloads the TLS certificate and key.',
     ),
   ]
     .join('\n')

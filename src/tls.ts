@@ -12,8 +12,12 @@ import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { Server as HttpServer, RequestListener, ServerOptions } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import type { Socket } from 'node:net'
-import { createSecureContext, type SecureContextOptions, type Server as TlsServer } from 'node:tls'
+import {
+  createSecureContext,
+  type SecureContextOptions,
+  type TLSSocket,
+  type Server as TlsServer,
+} from 'node:tls'
 import { type Config, ConfigError, systemMessage } from './config.js'
 import { normalizeIp } from './connection.js'
 
@@ -89,8 +93,8 @@ export interface TlsRefusal {
 
 /**
  * An `https.Server` with `http` options and the TLS files (read now; throws a ConfigError
- * naming a bad file). `onRefused` hears of handshakes that failed for a reason worth a log
- * line (a missing or untrusted client certificate).
+ * naming a bad file). `onRefused` hears of clients refused for their certificate (missing,
+ * or not signed by `ca`) in `require` mode.
  */
 export function createTlsServer(
   tls: TlsConfig,
@@ -104,38 +108,31 @@ export function createTlsServer(
       ...http,
       ...options,
       requestCert: tls.clientCert !== 'none',
-      rejectUnauthorized: tls.clientCert === 'require',
+      // `require` is enforced below rather than by OpenSSL: Node's own refusal is a silent
+      // reset that does not say why, and the log should.
+      rejectUnauthorized: false,
     },
     listener,
   )
-  server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    socket.destroy()
-    const refusal = clientCertProblem(err)
-    if (refusal === undefined) return
-    onRefused({
-      ip: normalizeIp(socket.remoteAddress),
-      port: socket.remotePort ?? 0,
-      ...refusal,
+  if (tls.clientCert === 'require') {
+    // Before the HTTP layer sees the socket: nothing is read from a refused client.
+    server.prependListener('secureConnection', (socket: TLSSocket) => {
+      if (socket.authorized) return
+      const none = Object.keys(socket.getPeerCertificate()).length === 0
+      onRefused({
+        ip: normalizeIp(socket.remoteAddress),
+        port: socket.remotePort ?? 0,
+        status: none ? 496 : 495,
+        reason: none
+          ? 'client certificate required'
+          : `client certificate not accepted (${String(socket.authorizationError)})`,
+      })
+      socket.destroy()
     })
-  })
+  }
   // Node's https.Server is an http.Server in everything the server uses (routes, upgrade,
   // timeouts, closeIdleConnections); the type is http's so the rest of the code has one.
   return { server: server as unknown as HttpServer, info }
-}
-
-/**
- * Handshake errors about the client's certificate. Others (a client that does not trust
- * us, a scanner speaking plain HTTP) are the client's business and not logged.
- */
-function clientCertProblem(
-  err: NodeJS.ErrnoException,
-): { status: number; reason: string } | undefined {
-  const code = err.code ?? ''
-  if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/.test(code))
-    return { status: 496, reason: 'client certificate required' }
-  if (/CERTIFICATE_VERIFY_FAILED|UNKNOWN_CA|BAD_CERTIFICATE|CERT_|UNABLE_TO|SELF_SIGNED/.test(code))
-    return { status: 495, reason: `client certificate not accepted (${code})` }
-  return undefined
 }
 
 /**

@@ -293,6 +293,18 @@ describe('TLS', () => {
       )
       assert.equal(rejected.status, 496)
       assert.equal(rejected.reason, 'client certificate required')
+      // A certificate from another CA: refused as not accepted (495).
+      const stranger = makePki().issue('mallory', 'clientAuth')
+      await refused(r.url, {
+        ca,
+        cert: readFileSync(stranger.cert),
+        key: readFileSync(stranger.key),
+      })
+      const notAccepted = await waitFor(
+        () => r.lines().find((l) => l.event === 'client.rejected' && l.status === 495),
+        'the 495 refusal in the log',
+      )
+      assert.match(String(notAccepted.reason), /^client certificate not accepted \(.+\)$/)
       const c = await open(r.url, {
         ca,
         cert: readFileSync(client.cert),
