@@ -137,7 +137,7 @@ export function helpText(width = helpWidth()): string {
     ),
     ...para('Precedence: flags > environment > config file > defaults.'),
     ...para(
-      'Signals: SIGINT/SIGTERM shut down gracefully (clients get 1001, the log is flushed; a second signal forces the exit); SIGHUP reopens the log file.',
+      'Signals: SIGINT/SIGTERM shut down gracefully (clients get 1001, the log is flushed; a second signal forces the exit); SIGHUP reopens the log file and reloads the TLS certificate and key.',
     ),
   ]
     .join('\n')
@@ -261,10 +261,11 @@ export function parseArgs(argv: readonly string[]): Parsed {
     const raw = takeValue()
     if (raw === undefined) continue
     try {
-      const v = coerce(opt, raw, flag)
-      // A repeatable flag adds to what the earlier occurrences gave.
-      const prev = opt.kind === 'webhook' ? getPath(out.values, opt.path) : undefined
-      applyOption(out.values, opt, Array.isArray(prev) && Array.isArray(v) ? [...prev, ...v] : v)
+      let value = coerce(opt, raw, flag)
+      const before = out.given.has(opt.path) ? getPath(out.values, opt.path) : undefined
+      if ((opt.repeatable || opt.kind === 'webhook') && Array.isArray(before) && Array.isArray(value))
+        value = [...before, ...value]
+      applyOption(out.values, opt, value)
       out.given.set(opt.path, { name: flag, raw })
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err
@@ -310,12 +311,14 @@ export function loadConfig(parsed: Parsed, env: NodeJS.ProcessEnv = process.env)
   // Name the flag, variable or file the bad value came from.
   const envOpts = new Map(OPTIONS.map((o) => [o.path, o]))
   const sourceOf = (path: string): ValueSource | undefined => {
-    const flag = parsed.given.get(path)
-    if (flag) return flag
-    const opt = envOpts.get(path)
-    if (opt && getPath(envValues, path) !== undefined) {
+    // An element of a list (`handlers.1`) came from the list's flag or variable.
+    const list = path.replace(/(\.\d+)+$/, '')
+    const flag = parsed.given.get(list)
+    if (flag) return list === path ? flag : { name: flag.name }
+    const opt = envOpts.get(list)
+    if (opt && getPath(envValues, list) !== undefined) {
       const raw = env[opt.env]
-      return raw === undefined ? { name: opt.env } : { name: opt.env, raw }
+      return raw === undefined || list !== path ? { name: opt.env } : { name: opt.env, raw }
     }
     if (fileName && hasPath(file, path)) return { file: fileName }
     return undefined

@@ -90,20 +90,29 @@ async function main(argv: readonly string[]): Promise<void> {
     // The primary prints one line for all its workers.
     cluster.workerReady(addr.port, server.activityLog?.path, {
       shutdown: stop,
-      reopen: () => server.activityLog?.reopen(),
+      reopen: () => reopen(server),
     })
     return
   }
   const where = server.activityLog?.path ? `, logging to ${server.activityLog.path}` : ''
   const named = addr.address === config.host ? '' : ` (${config.host})`
-  process.stderr.write(`wirelog ${version()} listening on ${wsUrl(addr)}${named}${where}\n`)
+  const tls = server.certificate ? `, TLS certificate ${server.certificate.fingerprint}` : ''
+  process.stderr.write(
+    `wirelog ${version()} listening on ${wsUrl(addr, server.certificate !== undefined)}${named}${where}${tls}\n`,
+  )
 }
 
-/** `ws://127.0.0.1:8080`, `ws://[::1]:8080`. */
-function wsUrl(addr: AddressInfo): string {
+/** `ws://127.0.0.1:8080`, `wss://[::1]:8080`. */
+function wsUrl(addr: AddressInfo, tls: boolean): string {
   const host =
     addr.family === 'IPv6' || addr.address.includes(':') ? `[${addr.address}]` : addr.address
-  return `ws://${host}:${addr.port}`
+  return `${tls ? 'wss' : 'ws'}://${host}:${addr.port}`
+}
+
+/** SIGHUP: reopen the log file, reload the TLS certificate (a failure is logged, the old one kept). */
+function reopen(server: WirelogServer): void {
+  server.activityLog?.reopen()
+  server.reloadTls().catch((err: unknown) => say(`TLS reload failed: ${describeError(err)}`))
 }
 
 /**
@@ -114,7 +123,8 @@ function describeError(err: unknown): string {
   if (!(err instanceof Error)) return String(err)
   const e = err as NodeJS.ErrnoException & { address?: string; port?: number; hostname?: string }
   const code = typeof e.code === 'string' ? e.code : undefined
-  if (code === undefined) return e.message
+  // Our own errors say everything in their message.
+  if (code === undefined || code.startsWith('WIRELOG_')) return e.message
   const why = e.message.replace(new RegExp(`^(\\w+ )?${code}:? `), '').replace(/, \w+ '[^']*'$/, '')
   if (e.syscall === 'listen') {
     const at =
@@ -162,7 +172,7 @@ function installSignals(server: WirelogServer): (reason: string) => void {
   }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
-  process.on('SIGHUP', () => server.activityLog?.reopen())
+  process.on('SIGHUP', () => reopen(server))
   const fatal = (err: unknown): void => {
     say(`fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
     server.activityLog?.flushSync()

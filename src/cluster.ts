@@ -142,7 +142,7 @@ export async function runPrimary(
         announced = true
         const files = logFiles.filter(Boolean)
         say(
-          `listening on ws://${config.host}:${c.port} with ${count} workers${files.length ? `, logging to ${files.join(', ')}` : ''}`,
+          `listening on ${config.tls.cert ? 'wss' : 'ws'}://${config.host}:${c.port} with ${count} workers${files.length ? `, logging to ${files.join(', ')}` : ''}`,
         )
       }
     })

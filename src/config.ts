@@ -288,6 +288,24 @@ const webhookSchema = z
   })
   .strict()
 
+const tlsSchema = z
+  .object({
+    /** PEM certificate file (chain after the leaf): serve `wss://` / `https://`. With `key`, or neither. */
+    cert: z.string().min(1).optional(),
+    /** PEM private key file of `cert`. */
+    key: z.string().min(1).optional(),
+    /** PEM file of the CAs client certificates must be signed by. */
+    ca: z.string().min(1).optional(),
+    /**
+     * Client certificates: `none` (not asked for), `request` (asked for; a client without
+     * one, or with one not signed by `ca`, still connects; admission hooks see
+     * `request.socket.authorized`), `require` (a client without a certificate signed by `ca`
+     * is refused during the handshake).
+     */
+    clientCert: z.enum(['none', 'request', 'require']).default('none'),
+  })
+  .strict()
+
 export const configSchema = z
   .object({
     /** Interface to bind. */
@@ -308,6 +326,18 @@ export const configSchema = z
       .default('echo'),
     /** Prefix of text echoes; empty makes a pure echo server. Binary is always echoed unchanged. */
     echoPrefix: z.string().default('Echo: '),
+    /**
+     * Handler modules (`.js`, `.mjs`, `.cjs`, `.ts`, `.mts`; relative to the working
+     * directory) whose setup function gets the server before it binds, in this order.
+     */
+    handlers: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .regex(/\.(c|m)?js$|\.m?ts$/i, 'expected a .js, .mjs, .cjs, .ts or .mts file'),
+      )
+      .default([]),
     /**
      * Heartbeat interval in seconds (the case study's `timeout: 30`): the server pings every
      * client this often and terminates one that misses `heartbeatMissed` pings in a row.
@@ -386,9 +416,23 @@ export const configSchema = z
     webhooks: z.array(webhookSchema).default([]),
     /** Default signing secret of the webhooks (`Wirelog-Signature`). */
     webhookSecret: z.string().min(1).optional(),
+    tls: tlsSchema.prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
+    // Messages that stand alone after the option's name (`params.alone`).
+    const tls = (key: string, message: string): void =>
+      ctx.addIssue({ code: 'custom', path: ['tls', key], message, params: { alone: true } })
+    if (c.tls.cert !== undefined && c.tls.key === undefined)
+      tls('cert', 'needs its key too (--tls-key, tls.key): TLS takes both, or neither')
+    else if (c.tls.key !== undefined && c.tls.cert === undefined)
+      tls('key', 'needs its certificate too (--tls-cert, tls.cert): TLS takes both, or neither')
+    else if (c.tls.cert === undefined && c.tls.clientCert !== 'none')
+      tls('clientCert', 'needs TLS: add --tls-cert and --tls-key')
+    else if (c.tls.cert === undefined && c.tls.ca !== undefined)
+      tls('ca', 'needs TLS: add --tls-cert and --tls-key')
+    else if (c.tls.clientCert !== 'none' && c.tls.ca === undefined)
+      tls('clientCert', 'needs --tls-ca (tls.ca), the CAs client certificates must be signed by')
     if ((c.log.chain || c.log.sign.key !== undefined) && c.log.format !== 'json')
       ctx.addIssue({
         code: 'custom',
@@ -465,10 +509,14 @@ export interface OptionSpec {
   readonly accepts: string
   /** The value placeholder `--help` shows (`<port>`, `<ms>`, …); empty for booleans. */
   readonly arg: string
+  /** A list flag given more than once adds to the list (`--handler a.js --handler b.js`). */
+  readonly repeatable?: true
 }
 
 /** Either the values of an enum, or the placeholder `--help` shows (and the values). */
-type SpecExtra = readonly string[] | { readonly arg?: string; readonly values?: readonly string[] }
+type SpecExtra =
+  | readonly string[]
+  | { readonly arg?: string; readonly values?: readonly string[]; readonly repeatable?: true }
 
 const INT = 'an integer'
 const BYTES = 'a whole number of bytes'
@@ -521,9 +569,18 @@ function named(
       count: '<n|auto>',
       webhook: '<events=url>',
     }[kind]
-  return values
-    ? { path, flag, env, kind, help, accepts, arg, values }
-    : { path, flag, env, kind, help, accepts, arg }
+  const repeatable = Array.isArray(extra) ? undefined : (extra as { repeatable?: true })?.repeatable
+  return {
+    path,
+    flag,
+    env,
+    kind,
+    help,
+    accepts,
+    arg,
+    ...(values ? { values } : {}),
+    ...(repeatable ? { repeatable } : {}),
+  }
 }
 
 /** Every CLI flag / environment variable, in `--help` order. */
@@ -538,6 +595,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     ['echo', 'silent', 'pubsub'],
   ),
   spec('echoPrefix', 'string', 'prefix of text echoes; "" for a pure echo server', 'any text'),
+  named(
+    '--handler',
+    'handlers',
+    'list',
+    'handler module (.js, .mjs, .cjs, .ts) whose setup(server) runs before the server listens; repeat the flag for more, set up in order',
+    'a comma-separated list of .js, .mjs, .cjs, .ts or .mts files',
+    { arg: '<path>', repeatable: true },
+  ),
   spec(
     'timeout',
     'number',
@@ -863,6 +928,34 @@ export const OPTIONS: readonly OptionSpec[] = [
     'a claim name',
     { arg: '<name>' },
   ),
+  // —— TLS ——
+  named(
+    '--tls-cert',
+    'tls.cert',
+    'string',
+    'PEM certificate file: serve wss:// (with --tls-key; reloaded on SIGHUP)',
+    'a file path',
+    { arg: '<path>' },
+  ),
+  named('--tls-key', 'tls.key', 'string', 'PEM private key file of --tls-cert', 'a file path', {
+    arg: '<path>',
+  }),
+  named(
+    '--tls-ca',
+    'tls.ca',
+    'string',
+    'PEM file of the CAs that sign client certificates',
+    'a file path',
+    { arg: '<path>' },
+  ),
+  named(
+    '--tls-client-cert',
+    'tls.clientCert',
+    'enum',
+    'client certificates: not asked for, asked for, or required (signed by --tls-ca)',
+    'one of: none, request, require',
+    ['none', 'request', 'require'],
+  ),
   // —— scale-out: broker, workers, forwarding ——
   named(
     '--broker',
@@ -1033,6 +1126,9 @@ export const KEY_DOCS: Readonly<Record<string, { help: string; type?: string; li
   webhooks: {
     help: 'HTTP endpoints that get matching events as signed POSTs: `{ events, url, secret?, timeout?, retries?, retryDelay?, maxRetryDelay?, concurrency?, queue?, queueBytes?, overflow? }` (see [docs/webhooks.md](docs/webhooks.md)); `--webhook EVENTS=URL` adds one with the defaults',
     type: 'Webhook[]',
+  },
+  tls: {
+    help: '`wss://` with a certificate and key, optionally client certificates (see docs/tls.md)',
   },
 }
 
@@ -1443,6 +1539,7 @@ interface Issue {
   readonly path: readonly PropertyKey[]
   readonly message: string
   readonly keys?: readonly string[]
+  readonly params?: { readonly alone?: boolean }
 }
 
 /** One line per mistake in `issue`. */
@@ -1452,6 +1549,11 @@ function problemsOf(
   sourceOf: ((path: string) => ValueSource | undefined) | undefined,
 ): Array<[path: string, text: string]> {
   const at = issue.path.map(String).join('.')
+  if (issue.code === 'custom' && issue.params?.alone) {
+    const src = sourceOf?.(at)
+    const label = src?.name ?? (src?.file ? `${src.file}: option "${at}"` : `option "${at}"`)
+    return [[at, `${label}: ${issue.message}`]]
+  }
   if (issue.code === 'unrecognized_keys') {
     return (issue.keys ?? []).map((k) => {
       const path = at ? `${at}.${k}` : k

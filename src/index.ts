@@ -83,6 +83,7 @@ export {
 export type { ForwardStats } from './forward.js'
 export type { CheckResult, Readiness } from './http/health.js'
 export type { PromClient, ServerMetrics } from './http/metrics.js'
+export { type HandlerCleanup, HandlerError, type HandlerSetup } from './handlers/index.js'
 export type {
   RouteAccess,
   RouteContext,

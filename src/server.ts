@@ -48,6 +48,7 @@ import { EventBus, emit, type MessageReceived, subscriptionVersion } from './eve
 import { Forwarder, type ForwardStats } from './forward.js'
 import { addHealthRoutes } from './http/health.js'
 import { ServerMetrics } from './http/metrics.js'
+import { cleanupHandlers, type LoadedHandler, loadHandlers } from './handlers/index.js'
 import { rejectUpgrade } from './http/raw.js'
 import {
   type RouteAccess,
@@ -63,6 +64,7 @@ import { PROTOCOL } from './pubsub/protocol.js'
 import { PubSub } from './pubsub/router.js'
 import { createRedactor, type Redactor } from './redact.js'
 import type { Webhooks } from './webhooks/delivery.js'
+import { type CertificateInfo, createTlsServer, reloadTls, tlsEnabled } from './tls.js'
 
 export type ServerState = 'NEW' | 'RUNNING' | 'CLOSING' | 'CLOSED'
 
@@ -145,6 +147,8 @@ export class WirelogServer {
   #dashboard: { close(): void } | undefined
   #webhooks: Webhooks | undefined
   #metrics: ServerMetrics | undefined
+  #handlers: LoadedHandler[] = []
+  #certificate: CertificateInfo | undefined
   #expiry = new Map<Connection, NodeJS.Timeout>()
   #heartbeat: NodeJS.Timeout | undefined
   #idleSweep: NodeJS.Timeout | undefined
@@ -300,16 +304,27 @@ export class WirelogServer {
       this.#router.add('/metrics', (req, res) => metrics.serve(req, res), { access: 'admin' })
     }
 
-    this.#http = createHttpServer(
-      {
-        headersTimeout: limits.headersTimeout,
-        requestTimeout: Math.max(limits.headersTimeout, 10_000),
-        // Node checks the two timeouts above only this often (default 30 s).
-        connectionsCheckingInterval: Math.min(1000, limits.headersTimeout),
-        keepAliveTimeout: 5000,
-      },
-      (req, res) => this.#onRequest(req, res),
-    )
+    const httpOptions = {
+      headersTimeout: limits.headersTimeout,
+      requestTimeout: Math.max(limits.headersTimeout, 10_000),
+      // Node checks the two timeouts above only this often (default 30 s).
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeout),
+      keepAliveTimeout: 5000,
+    }
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => this.#onRequest(req, res)
+    if (tlsEnabled(cfg.tls)) {
+      const tls = createTlsServer(cfg.tls, httpOptions, onRequest, (r) =>
+        emit(this.events, 'client.rejected', {
+          ...r,
+          proxy: undefined,
+          path: undefined,
+          origin: undefined,
+          userAgent: undefined,
+        }),
+      )
+      this.#http = tls.server
+      this.#certificate = tls.info
+    } else this.#http = createHttpServer(httpOptions, onRequest)
     this.#http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
       this.#onUpgrade(req, socket, head),
     )
@@ -432,6 +447,33 @@ export class WirelogServer {
     return this.#pubsub.subscriptions(client)
   }
 
+  /** The TLS certificate in use (fingerprint, subject, expiry), or undefined without TLS. */
+  get certificate(): CertificateInfo | undefined {
+    return this.#certificate
+  }
+
+  /**
+   * Read the TLS certificate, key and CA files again and use them for new connections
+   * (open ones keep theirs); logged. A bad file keeps the previous certificate: logged as
+   * an error, and the promise rejects. Without TLS, resolves with undefined.
+   */
+  async reloadTls(): Promise<CertificateInfo | undefined> {
+    if (this.#certificate === undefined) return undefined
+    const log = this.activityLog?.logger('tls')
+    try {
+      this.#certificate = reloadTls(this.#http, this.config.tls)
+    } catch (err) {
+      const error = (err as Error).message
+      log?.error('certificate reload failed, keeping the previous one', {
+        error,
+        fingerprint: this.#certificate.fingerprint,
+      })
+      throw err
+    }
+    log?.info('certificate reloaded', { ...this.#certificate })
+    return this.#certificate
+  }
+
   /** Add an admission hook, run before the 101 after the built-in rules (see `AdmissionHook`). */
   admit(hook: AdmissionHook): () => void {
     if (typeof hook !== 'function') throw new TypeError('admit(): the hook must be a function')
@@ -469,6 +511,8 @@ export class WirelogServer {
       // Loaded only when on: a server without it never reads the page's code.
       if (cfg.dashboard)
         this.#dashboard = (await import('./http/dashboard/index.js')).attachDashboard(this)
+      // Handler modules see a server whose broker is ready and which is not yet bound.
+      this.#handlers = await loadHandlers(cfg.handlers, this)
       await new Promise<void>((resolve, reject) => {
         const onError = (err: Error): void => reject(err)
         this.#http.once('error', onError)
@@ -481,6 +525,7 @@ export class WirelogServer {
       this.#state = 'CLOSED'
       this.#dashboard?.close()
       if (this.#http.listening) await new Promise((r) => this.#http.close(r))
+      await this.#cleanupHandlers()
       for (const b of this.#allBehaviours()) await b.detach?.()?.catch?.(() => {})
       await this.#webhooks?.close(0)
       await this.activityLog?.close()
@@ -497,7 +542,7 @@ export class WirelogServer {
     emit(this.events, 'server.listening', {
       address: addr.address,
       port: addr.port,
-      url: `ws://${host}:${addr.port}`,
+      url: `${this.#certificate ? 'wss' : 'ws'}://${host}:${addr.port}`,
     })
     return addr
   }
@@ -561,12 +606,22 @@ export class WirelogServer {
         emit(this.events, 'handler.failed', { event: `behaviour:${b.name}.detach`, error })
       }
     }
+    await this.#cleanupHandlers()
     this.#state = 'CLOSED'
     emit(this.events, 'server.closed', { reason })
     // Deliveries get the shutdown grace; what they record (dead letters) reaches the log.
     await this.#webhooks?.close(this.config.shutdownTimeout)
     await this.activityLog?.close()
     await this.#forward?.close()
+  }
+
+  /** Handler modules' cleanups, once: after the last client, before the log closes. */
+  async #cleanupHandlers(): Promise<void> {
+    const loaded = this.#handlers
+    this.#handlers = []
+    await cleanupHandlers(loaded, (file, error) =>
+      emit(this.events, 'handler.failed', { event: `handler:${file}.cleanup`, error }),
+    )
   }
 
   #allBehaviours(): Behaviour[] {

@@ -23,6 +23,8 @@ const ARGS = [
 export async function withChromium<T>(
   fn: (browser: BrowserContext) => Promise<T>,
   viewport = { width: 1280, height: 900 },
+  /** More Chromium switches (`--ignore-certificate-errors-spki-list=…`). */
+  extraArgs: readonly string[] = [],
 ): Promise<T> {
   assert.ok(
     existsSync(CHROMIUM),
@@ -32,7 +34,7 @@ export async function withChromium<T>(
   const browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ARGS,
+    args: [...ARGS, ...extraArgs],
     viewport,
   })
   try {
