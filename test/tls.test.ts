@@ -6,14 +6,16 @@
  */
 import { strict as assert } from 'node:assert'
 import { execFileSync } from 'node:child_process'
-import { createHash, X509Certificate } from 'node:crypto'
+import { createHash, createHmac, X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs'
+import { createServer as createHttpServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { WebSocket } from 'ws'
 import { withChromium } from './chromium.js'
-import { type Child, readLines, runCli, tempDir, waitFor } from './helpers.js'
+import { type Child, ROOT, readLines, runCli, tempDir, waitFor } from './helpers.js'
 
 // —— a small PKI ——
 
@@ -107,22 +109,25 @@ interface Running extends Child {
   stop(): Promise<number | string>
 }
 
-async function start(args: string[]): Promise<Running> {
+async function start(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Running> {
   const dir = tempDir()
   const log = join(dir, 'websocket_activity.log')
-  const c = runCli([
-    '--host',
-    '127.0.0.1',
-    '--port',
-    '0',
-    '--log-dir',
-    dir,
-    '--log-format',
-    'json',
-    '--log-flush-interval',
-    '5',
-    ...args,
-  ])
+  const c = runCli(
+    [
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--log-dir',
+      dir,
+      '--log-format',
+      'json',
+      '--log-flush-interval',
+      '5',
+      ...args,
+    ],
+    { env },
+  )
   const m = await waitFor(
     () => LISTENING.exec(c.stderr()) ?? (c.proc.exitCode !== null ? assert.fail(c.stderr()) : null),
     'the listening line',
@@ -402,6 +407,66 @@ describe('TLS', () => {
       assert.equal(reply, 'Echo: from chromium')
     } finally {
       assert.equal(await r.stop(), 0)
+    }
+  })
+
+  it('all at once, as the README puts it: wss://, a chat handler module, signed webhooks of client.*', async () => {
+    const secret = 'a long random webhook secret'
+    const deliveries: Array<{ event: string; payload: { client?: { id?: string } } }> = []
+    const receiver = createHttpServer((req, res) => {
+      let body = ''
+      req.on('data', (d: Buffer) => {
+        body += d.toString()
+      })
+      req.on('end', () => {
+        const ts = String(req.headers['wirelog-timestamp'])
+        const sig = String(req.headers['wirelog-signature'])
+        const want = `sha256=${createHmac('sha256', secret).update(`${ts}.${body}`).digest('hex')}`
+        assert.equal(sig, want, 'the receiver verifies the signature')
+        deliveries.push(JSON.parse(body) as (typeof deliveries)[number])
+        res.end()
+      })
+    })
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r))
+    const hook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`
+    const handler = join(ROOT, '.build/examples/handlers/chat-relay.js')
+    const r = await start(
+      [
+        '--tls-cert',
+        server.cert,
+        '--tls-key',
+        server.key,
+        '--behaviour',
+        'silent',
+        '--handler',
+        handler,
+        '--webhook',
+        `client.*=${hook}`,
+      ],
+      { WIRELOG_WEBHOOK_SECRET: secret },
+    )
+    try {
+      assert.ok(r.url.startsWith('wss://'))
+      const a = await open(r.url, { ca })
+      const b = await open(r.url, { ca })
+      const got = once(b.ws, 'message')
+      a.ws.send('hello over wss')
+      const [data] = (await got) as [Buffer]
+      assert.equal(data.toString(), 'hello over wss', 'the handler relays to the other client')
+      await close(a)
+      await close(b)
+      await waitFor(
+        () => deliveries.filter((d) => d.event === 'client.disconnected').length === 2,
+        'two signed client.disconnected deliveries',
+      )
+      assert.equal(deliveries.filter((d) => d.event === 'client.connected').length, 2)
+      assert.ok(
+        deliveries.every((d) => d.event.startsWith('client.')),
+        'only client.* events',
+      )
+    } finally {
+      assert.equal(await r.stop(), 0)
+      receiver.close()
     }
   })
 })
