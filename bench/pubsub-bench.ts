@@ -320,7 +320,7 @@ export function pubsubLines(r: PubsubResult): string {
     out.push(
       `Fan-out (one publisher, one topic, ${f.options.size} B payload; a bounded window of messages in flight; ${f.options.warmup} s warm-up + ${f.options.duration} s window; medians of ${f.options.rounds} round(s); ratios to uWebSockets.js):`,
     )
-    out.push(fanoutTable(f))
+    out.push('', fanoutTable(f), '')
     for (const s of f.skipped) out.push(`  skipped ${s}`)
     for (const e of f.errors) out.push(`  ! ${e}`)
   }
@@ -330,6 +330,7 @@ export function pubsubLines(r: PubsubResult): string {
       `Resume: a session that missed ${r.resume.missed.toLocaleString('en-US')} messages, from opening the new connection to \`resumed\` (every missed message before it): ${m ? `${m.median.toFixed(1)} ms (${m.min.toFixed(1)} – ${m.max.toFixed(1)}, ${m.n} runs)` : 'n/a'}`,
     )
     for (const e of r.resume.errors) out.push(`  ! ${e}`)
+    out.push('')
   }
   if (r.memory) {
     const { rssPer1000: rss, heapPer1000: heap } = r.memory
