@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { KNOWN } from './options.js'
+import { type PubsubResult, pubsubLines } from './pubsub-bench.js'
 import type { Figure, Summaries } from './report.js'
 import type { StartupFigure, StartupResult } from './startup.js'
 
@@ -26,6 +27,8 @@ interface Results {
     warmup: number
   }
   startup: StartupResult | undefined
+  /** The pub/sub sections (absent in runs made before they existed, and in --smoke). */
+  pubsub?: PubsubResult | undefined
   summary: Summaries
   errors: string[]
 }
@@ -140,6 +143,10 @@ if (r.startup) {
   out.push(line('`wirelog --version`', s.version))
   out.push(line('exec → listening banner', s.listening))
   out.push(line('exec → first echo', s.firstEcho))
+  out.push('')
+}
+if (r.pubsub) {
+  out.push(pubsubLines(r.pubsub))
   out.push('')
 }
 if (r.errors.length > 0) out.push(`Harness errors in this run: ${r.errors.length}`)

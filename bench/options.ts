@@ -39,7 +39,7 @@ export const KNOWN: readonly ServerSpec[] = [
 /** The smoke run leaves out uWebSockets.js (an install CI must not depend on) unless named. */
 const SMOKE_SERVERS = KNOWN.filter((s) => s.id !== 'uws')
 
-export type Profile = 'default' | 'quick' | 'smoke' | 'scale'
+export type Profile = 'default' | 'quick' | 'smoke' | 'scale' | 'fanout'
 
 export interface Options {
   profile: Profile
@@ -82,6 +82,12 @@ export interface Options {
   outDir: string
   /** Write a V8 CPU profile of every server process (skews the figures: for finding hot spots). */
   cpuProf: boolean
+  /** Pub/sub sections (pubsub-bench.ts): fan-out subscriber counts ([] skips fan-out). */
+  fanoutSubscribers: number[]
+  /** Messages a resuming session missed (0 skips the resume figure). */
+  resumeMissed: number
+  /** Idle subscribed clients for the memory figure (0 skips it). */
+  memoryClients: number
 }
 
 type Shape = Omit<
@@ -113,13 +119,26 @@ const FULL: Shape = {
   connectConcurrency: 200,
   scaleConnections: 100_000,
   startupRuns: 10,
+  fanoutSubscribers: [1, 100, 10_000],
+  resumeMissed: 1000,
+  memoryClients: 5000,
 }
+
+const NO_PUBSUB = { fanoutSubscribers: [], resumeMissed: 0, memoryClients: 0 }
 
 const PROFILES: Record<Profile, Shape> = {
   // About 15 minutes on a quiet machine: 8 servers × 3 rounds × ~35 s, plus start-up figures.
   default: FULL,
   // About 2 minutes: the same shape, short windows, 1,000 idle connections, 2 rounds.
-  quick: { ...FULL, rounds: 2, warmup: 0.2, duration: 0.5, idleConnections: 1000, startupRuns: 5 },
+  quick: {
+    ...FULL,
+    rounds: 2,
+    warmup: 0.2,
+    duration: 0.5,
+    idleConnections: 1000,
+    startupRuns: 5,
+    memoryClients: 2000,
+  },
   // CI: proves the harness works end to end (well under a minute); the figures mean little.
   smoke: {
     ...FULL,
@@ -133,8 +152,18 @@ const PROFILES: Record<Profile, Shape> = {
     idleConnections: 200,
     connectConcurrency: 50,
     startupRuns: 3,
+    ...NO_PUBSUB,
   },
-  scale: { ...FULL, rounds: 1, idleConnections: 0, connectConcurrency: 500, startupRuns: 0 },
+  scale: {
+    ...FULL,
+    rounds: 1,
+    idleConnections: 0,
+    connectConcurrency: 500,
+    startupRuns: 0,
+    ...NO_PUBSUB,
+  },
+  // Only the pub/sub sections, with the full run's shape.
+  fanout: FULL,
 }
 
 const ids = (list: readonly ServerSpec[]): string => list.map((s) => s.id).join(',')
@@ -156,6 +185,11 @@ Profiles:
                          mismatch, crash, lost echoes or log lines)
   --scale                only: N idle connections to one wirelog (text log) process,
                          RSS per connection and time to connect them all
+  --fanout               only the pub/sub sections (also in the full and quick runs): fan-out
+                         to 1, 100, 10,000 subscribers of one topic (wirelog pubsub with its
+                         log, ws send() loop, ws frame once + cork, uWebSockets.js publish),
+                         resuming a session that missed 1,000 messages, memory per 1,000 idle
+                         subscribed clients; results in <out>/pubsub-latest.json
 
 Overrides:
   --rounds N             rounds (each runs every server once, in order)
@@ -172,6 +206,10 @@ Overrides:
   --idle-connections N   idle connections for RSS/conn and accept rate (0 = skip)
   --scale-connections N  idle connections in --scale (default 100000; capped by fd limits)
   --startup-runs N       runs of each start-up command (0 = skip)
+  --fanout-subscribers 1,100,10000
+                         fan-out subscriber counts (0 alone = skip fan-out)
+  --resume-missed N      messages a resuming session missed (0 = skip)
+  --memory-clients N     idle subscribed clients for the memory figure (0 = skip)
   --servers a,b          which servers, in order (default: ${ids(KNOWN)};
                          smoke: ${ids(SMOKE_SERVERS)})
   --generators G         load generator processes
@@ -192,6 +230,7 @@ export function parseOptions(argv: readonly string[]): Options | 'help' {
     if (a === '--quick') profile = 'quick'
     else if (a === '--smoke') profile = 'smoke'
     else if (a === '--scale') profile = 'scale'
+    else if (a === '--fanout') profile = 'fanout'
   }
   const o: Options = {
     profile,
@@ -209,7 +248,7 @@ export function parseOptions(argv: readonly string[]): Options | 'help' {
   }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
-    if (a === '--quick' || a === '--smoke' || a === '--scale') continue
+    if (a === '--quick' || a === '--smoke' || a === '--scale' || a === '--fanout') continue
     if (a === '--no-pin') {
       o.pin = false
       continue
@@ -295,6 +334,15 @@ export function parseOptions(argv: readonly string[]): Options | 'help' {
         break
       case '--startup-runs':
         o.startupRuns = num(0)
+        break
+      case '--fanout-subscribers':
+        o.fanoutSubscribers = list((n) => n >= 0 && n <= 15_000).filter((n) => n > 0)
+        break
+      case '--resume-missed':
+        o.resumeMissed = num(0)
+        break
+      case '--memory-clients':
+        o.memoryClients = num(0)
         break
       case '--servers': {
         o.serversNamed = true

@@ -9,6 +9,7 @@
  * The exit code is 0 unless the harness itself failed: an echo that did not match, a
  * server or generator that crashed, echoes or log lines that went missing, a usage error (2).
  */
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { cpus, loadavg, release, tmpdir } from 'node:os'
 import { dirname, resolve } from 'node:path'
@@ -39,6 +40,7 @@ import {
 } from './proc.js'
 import { duration, Progress } from './progress.js'
 import type { ClientKind, ServerConfig } from './protocol.js'
+import { type PubsubResult, pubsubErrors, pubsubLines, runPubsub } from './pubsub-bench.js'
 import {
   closedKey,
   mainMetrics,
@@ -383,6 +385,52 @@ async function startupFigures(o: Options, place: Placement): Promise<StartupResu
   return r
 }
 
+/** The pub/sub sections (pubsub-bench.ts), when the profile has any; also <out>/pubsub-latest.json. */
+async function pubsubSection(
+  o: Options,
+  place: Placement,
+  uws: UwsStatus | undefined,
+  started: Date,
+): Promise<PubsubResult | undefined> {
+  if (o.fanoutSubscribers.length === 0 && o.resumeMissed === 0 && o.memoryClients === 0)
+    return undefined
+  const r = await runPubsub({
+    dir: place.dir,
+    cli: place.cli,
+    rounds: o.rounds,
+    warmup: o.warmup,
+    duration: o.duration,
+    fanoutSubscribers: o.fanoutSubscribers,
+    resumeMissed: o.resumeMissed,
+    memoryClients: o.memoryClients,
+    uwsDir: uws?.available ? uws.dir : undefined,
+    progress: (line) => progress.line(line),
+  })
+  progress.done()
+  const dir = resolve(ROOT, o.outDir)
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(
+    resolve(dir, 'pubsub-latest.json'),
+    `${JSON.stringify({ startedAt: started.toISOString(), loadAverage: loadavg(), ...r }, null, 2)}\n`,
+  )
+  return r
+}
+
+async function runPubsubOnly(
+  o: Options,
+  place: Placement,
+  uws: UwsStatus | undefined,
+  started: Date,
+): Promise<number> {
+  const r = await pubsubSection(o, place, uws, started)
+  say()
+  if (r) say(pubsubLines(r))
+  say()
+  say(`Results: ${resolve(ROOT, o.outDir, 'pubsub-latest.json')}`)
+  const errors = r ? pubsubErrors(r) : []
+  return errors.length > 0 ? 1 : 0
+}
+
 async function runRounds(
   o: Options,
   place: Placement,
@@ -416,6 +464,7 @@ async function runRounds(
     }
   }
   progress.done()
+  const pubsub = await pubsubSection(o, place, uws, started)
 
   const main = mainMetrics(o)
   const stepList = stepMetrics(o)
@@ -448,11 +497,16 @@ async function runRounds(
     for (const e of startup.errors) say(`  ! ${e}`)
     say()
   }
+  if (pubsub) {
+    say(pubsubLines(pubsub))
+    say()
+  }
   say('Targets (wirelog text log vs raw ws, same run; informational):')
   say(targetLines(tgs))
   const errors = sessions.flatMap((s) => s.errors.map((e) => `round ${s.round} ${s.server}: ${e}`))
   if (startup && startup.errors.length > 0 && !startup.version && !startup.listening)
     errors.push(`start-up: ${startup.errors[0]}`)
+  if (pubsub) errors.push(...pubsubErrors(pubsub))
   env.loadAverageAtEnd = loadavg()
   const outDir = resolve(ROOT, o.outDir)
   const svgPath = writeSvg(
@@ -471,6 +525,7 @@ async function runRounds(
     environment: env,
     options: { ...o, servers: o.servers.map((s) => s.id) },
     startup,
+    pubsub,
     sessions,
     summary: sum,
     targets: tgs,
@@ -683,6 +738,7 @@ async function main(): Promise<number> {
       .map((x) => x.toFixed(2))
       .join(' ')}`,
   )
+  if (o.profile === 'fanout') return runPubsubOnly(o, place, uws, started)
   return o.profile === 'scale'
     ? runScale(o, place, env, started)
     : runRounds(o, place, env, started, uws)

@@ -61,7 +61,15 @@ async function main(argv: readonly string[]): Promise<void> {
     }
     throw err
   }
-  const cluster = await import('./cluster.js')
+  // node:cluster and the worker code cost start-up time: loaded only with --workers or in a
+  // worker (whose primary sets WIRELOG_WORKER_SLOT); a single process calls just these two.
+  const cluster =
+    config.workers === 1 && process.env.WIRELOG_WORKER_SLOT === undefined
+      ? ({
+          workerCount: () => 1,
+          isWorker: () => false,
+        } as unknown as typeof import('./cluster.js'))
+      : await import('./cluster.js')
   const workers = cluster.workerCount(config.workers)
   if (workers > 1 && !cluster.isWorker()) {
     process.exitCode = await cluster.runPrimary(config, workers, (line) =>

@@ -171,6 +171,7 @@ export class Connection implements Client {
   #ws: WebSocket
   #socket: Socket
   #corked = false
+  #rawFrames: boolean | undefined
   #hooks: ConnectionHooks
   #policy: ConnectionPolicy
 
@@ -280,7 +281,10 @@ export class Connection implements Client {
 
   /** Whether frames may be written directly (no extension transforms the payload). */
   get rawFramesOk(): boolean {
-    return this.#ws.extensions === ''
+    // Negotiated before the connection opened and fixed after; ws builds the string anew on
+    // each read, and a fan-out asks once per recipient.
+    this.#rawFrames ??= this.#ws.extensions === ''
+    return this.#rawFrames
   }
 
   /** Each ws.send() is its own write; corking until the end of the tick makes one writev. */
@@ -288,7 +292,8 @@ export class Connection implements Client {
     if (this.#corked) return
     this.#corked = true
     this.#socket.cork()
-    process.nextTick(uncork, this)
+    // One tick callback for every connection corked in this tick (a fan-out corks thousands).
+    if (corkedThisTick.push(this) === 1) process.nextTick(uncorkAll)
   }
 
   /** @internal */
@@ -440,8 +445,12 @@ export class Connection implements Client {
   }
 }
 
-function uncork(conn: Connection): void {
-  conn.uncork()
+let corkedThisTick: Connection[] = []
+
+function uncorkAll(): void {
+  const list = corkedThisTick
+  corkedThisTick = []
+  for (const conn of list) conn.uncork()
 }
 
 function terminate(ws: WebSocket): void {

@@ -5,8 +5,9 @@
  * whatever the client wrote and is never trusted.
  */
 import type { IncomingMessage } from 'node:http'
+import { createRequire } from 'node:module'
 import { isIP } from 'node:net'
-import proxyAddr from 'proxy-addr'
+import type ProxyAddr from 'proxy-addr'
 import { normalizeIp } from './connection.js'
 
 /**
@@ -18,6 +19,14 @@ export type TrustProxy = boolean | number | readonly string[]
 
 export type TrustFn = (addr: string, hop: number) => boolean
 
+let proxyAddrFn: typeof ProxyAddr | undefined
+
+/** `proxy-addr` (CommonJS), required the first time a list of proxies is trusted, not at start-up. */
+function proxyAddr(): typeof ProxyAddr {
+  proxyAddrFn ??= createRequire(import.meta.url)('proxy-addr') as typeof ProxyAddr
+  return proxyAddrFn
+}
+
 /** Compile a trust setting once; throws a TypeError naming a bad address. */
 export function compileTrust(trust: TrustProxy): TrustFn | undefined {
   if (trust === false || trust === 0) return undefined
@@ -25,7 +34,7 @@ export function compileTrust(trust: TrustProxy): TrustFn | undefined {
   if (typeof trust === 'number') return (_a, hop) => hop < trust
   if (trust.length === 0) return undefined
   try {
-    return proxyAddr.compile([...trust])
+    return proxyAddr().compile([...trust])
   } catch (err) {
     throw new TypeError((err as Error).message)
   }
@@ -42,7 +51,7 @@ export function clientAddress(req: IncomingMessage, trust: TrustFn | undefined):
   const peer = normalizeIp(req.socket.remoteAddress)
   if (trust === undefined || req.headers['x-forwarded-for'] === undefined)
     return { ip: peer, proxy: undefined }
-  const ip = normalizeIp(proxyAddr(req, trust))
+  const ip = normalizeIp(proxyAddr()(req, trust))
   // A proxy that forwarded something that is not an address told us nothing.
   if (isIP(ip) === 0) return { ip: peer, proxy: undefined }
   return { ip, proxy: ip === peer ? undefined : peer }

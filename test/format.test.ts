@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert'
 import { describe, it } from 'node:test'
 import { escapeText, hexPreview, jsonString, textValue, utf8Boundary } from '../src/log/escape.js'
-import { createBuilder } from '../src/log/format.js'
+import { createBuilder, isoNow } from '../src/log/format.js'
 
 describe('escaping', () => {
   it('leaves clean text alone (same string)', () => {
@@ -88,5 +88,14 @@ describe('line formats', () => {
     b.begin(30, 'message.received', 'Message received: Hello Server')
     b.str('client', 'c1')
     assert.equal(b.end(), 'Message received: Hello Server\n')
+  })
+})
+
+describe('isoNow', () => {
+  it('matches toISOString across milliseconds, seconds, days and years', () => {
+    const base = Date.UTC(2026, 11, 31, 23, 59, 58, 990)
+    const times = [0, 1, 999, 1000, -1, 5, 1e12, 1e12 + 999, 1e12 - 1, 253402300799999]
+    for (let i = 0; i < 3000; i++) times.push(base + i * (i % 7 === 0 ? 333 : 1))
+    for (const ms of times) assert.equal(isoNow(ms), new Date(ms).toISOString(), String(ms))
   })
 })

@@ -10,15 +10,7 @@
  * `WWW-Authenticate` and a reason that never contains the token.
  */
 import { createHash, createPublicKey, createSecretKey, type KeyObject } from 'node:crypto'
-import { readFileSync, statSync } from 'node:fs'
-import {
-  createLocalJWKSet,
-  createRemoteJWKSet,
-  type JWTPayload,
-  type JWTVerifyGetKey,
-  errors as joseErrors,
-  jwtVerify,
-} from 'jose'
+import { readFileSync } from 'node:fs'
 import { type AdmissionRequest, accept, type Reject, reject } from '../admission.js'
 import type { ClientUser, Permissions } from '../connection.js'
 
@@ -196,95 +188,53 @@ function keyFromFile(file: string): KeyObject {
   return createSecretKey(Buffer.from(t, 'utf8'))
 }
 
+/**
+ * JWT verification. Everything a config can get wrong is checked here, at start-up, without
+ * `jose`; `jose` itself (tens of milliseconds to load) is imported only in this mode, starting
+ * now, so a server without JWT never loads it and the first token rarely waits for it.
+ */
 function jwtVerifier(o: JwtOptions): (token: string) => Promise<ClientUser> {
   const sources = [o.key, o.jwksFile, o.jwksUrl].filter((x) => x !== undefined && x !== '')
   if (sources.length !== 1)
     throw new TypeError(
       'auth.jwt: give exactly one of key (--jwt-key), jwksFile (--jwks-file) or jwksUrl (--jwks-url)',
     )
-  let getKey: KeyObject | JWTVerifyGetKey
-  if (o.key) getKey = keyFromFile(o.key)
-  else if (o.jwksFile) getKey = jwksFileSet(o.jwksFile)
+  let source: JwtKeySource
+  if (o.key) source = { key: keyFromFile(o.key) }
+  else if (o.jwksFile) source = { jwksFile: o.jwksFile, jwks: readJwks(o.jwksFile) }
   else {
-    let url: URL
     try {
-      url = new URL(o.jwksUrl!)
+      source = { jwksUrl: new URL(o.jwksUrl!) }
     } catch {
       throw new TypeError(`auth.jwt.jwksUrl: not a URL: ${o.jwksUrl}`)
     }
-    getKey = createRemoteJWKSet(url, {
-      cacheMaxAge: o.jwksCacheMaxAge * 1000,
-      cooldownDuration: o.jwksCooldown * 1000,
-    })
   }
-  const options = {
-    algorithms: [...o.algorithms],
-    clockTolerance: o.clockSkew,
-    ...(o.issuer ? { issuer: o.issuer } : {}),
-    ...(o.audience ? { audience: o.audience } : {}),
-  }
-  return async (token) => {
-    let payload: JWTPayload
-    try {
-      payload = (await jwtVerify(token, getKey as JWTVerifyGetKey, options)).payload
-    } catch (err) {
-      throw new AuthError(jwtReason(err))
-    }
-    const id = payload[o.userClaim]
-    if (typeof id !== 'string' || id.length === 0)
-      throw new AuthError(`token has no "${o.userClaim}" claim`)
-    const perms = payload[o.permissionsClaim]
-    return {
-      id,
-      claims: payload as Record<string, unknown>,
-      ...(typeof payload.exp === 'number' ? { expiresAt: payload.exp * 1000 } : {}),
-      ...(perms !== null && typeof perms === 'object' ? { permissions: perms as Permissions } : {}),
-    }
-  }
+  const ready = import('./jwt.js').then((m) => m.jwtVerifier(o, source))
+  // Awaited by each verification; without this a failed load would also be unhandled.
+  ready.catch(() => {})
+  return async (token) => (await ready)(token)
 }
 
-/** A JWKS file, re-read (at most once a second) when a token names a key it does not hold. */
-function jwksFileSet(file: string): JWTVerifyGetKey {
-  const load = (): { set: JWTVerifyGetKey; mtime: number } => {
-    try {
-      const jwks = JSON.parse(readFileSync(file, 'utf8')) as Parameters<typeof createLocalJWKSet>[0]
-      return { set: createLocalJWKSet(jwks), mtime: statSync(file).mtimeMs }
-    } catch (err) {
-      throw new TypeError(`JWKS file ${file}: ${(err as Error).message}`)
-    }
-  }
-  let cur = load()
-  let checkedAt = 0
-  return async (header, token) => {
-    try {
-      return await cur.set(header, token)
-    } catch (err) {
-      if (!(err instanceof joseErrors.JWKSNoMatchingKey) || Date.now() - checkedAt < 1000) throw err
-      checkedAt = Date.now()
-      let mtime = 0
-      try {
-        mtime = statSync(file).mtimeMs
-      } catch {}
-      if (mtime === cur.mtime) throw err
-      cur = load()
-      return cur.set(header, token)
-    }
-  }
-}
+/** Where JWT keys come from, already read and checked. */
+export type JwtKeySource =
+  | { readonly key: KeyObject }
+  | { readonly jwksFile: string; readonly jwks: { keys: unknown[] } }
+  | { readonly jwksUrl: URL }
 
-function jwtReason(err: unknown): string {
-  if (err instanceof joseErrors.JWTExpired) return 'token expired'
-  if (err instanceof joseErrors.JWTClaimValidationFailed) {
-    if (err.claim === 'nbf') return 'token not yet valid'
-    if (err.claim === 'iss') return 'wrong token issuer'
-    if (err.claim === 'aud') return 'wrong token audience'
-    return `token claim "${err.claim}" invalid`
+/** A JWKS file's contents, checked for the shape `jose` accepts (`{ "keys": [ {…}, … ] }`). */
+export function readJwks(file: string): { keys: unknown[] } {
+  let jwks: { keys?: unknown } | null
+  try {
+    jwks = JSON.parse(readFileSync(file, 'utf8')) as { keys?: unknown } | null
+  } catch (err) {
+    throw new TypeError(`JWKS file ${file}: ${(err as Error).message}`)
   }
-  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'bad token signature'
-  if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'token algorithm not allowed'
-  if (err instanceof joseErrors.JWKSNoMatchingKey) return 'no key matches the token'
-  if (err instanceof joseErrors.JWKSTimeout) return 'key set unavailable (timeout)'
-  if (err instanceof joseErrors.JWSInvalid || err instanceof joseErrors.JWTInvalid)
-    return 'malformed token'
-  return 'token rejected'
+  if (
+    jwks === null ||
+    typeof jwks !== 'object' ||
+    !Array.isArray(jwks.keys) ||
+    !jwks.keys.every((k) => k !== null && typeof k === 'object' && !Array.isArray(k))
+  )
+    throw new TypeError(`JWKS file ${file}: JSON Web Key Set malformed`)
+  return jwks as { keys: unknown[] }
 }

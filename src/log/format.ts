@@ -69,11 +69,30 @@ export interface LineBuilder {
 
 let cachedMs = -1
 let cachedIso = ''
-/** ISO timestamp, recomputed at most once per millisecond. */
+/** The start of the second last formatted, and its `YYYY-MM-DDTHH:MM:SS.` */
+let secondMs = Number.NaN
+let secondPrefix = ''
+const PAD = ['00', '0', '']
+/**
+ * ISO timestamp (UTC, `toISOString()`'s form), recomputed at most once per millisecond; at a
+ * few thousand lines per second nearly every line is a new millisecond, so only the
+ * milliseconds are appended to the second's cached prefix.
+ */
 export function isoNow(ms: number): string {
   if (ms !== cachedMs) {
     cachedMs = ms
-    cachedIso = new Date(ms).toISOString()
+    const within = ms - secondMs
+    if (within >= 0 && within < 1000) {
+      const d = String(within)
+      cachedIso = `${secondPrefix}${PAD[d.length - 1]}${d}Z`
+    } else {
+      cachedIso = new Date(ms).toISOString()
+      // Years 0–9999 only (a six-digit year has another shape): else no prefix is cached.
+      if (ms >= 0 && cachedIso.length === 24) {
+        secondMs = ms - (ms % 1000)
+        secondPrefix = cachedIso.slice(0, 20)
+      } else secondMs = Number.NaN
+    }
   }
   return cachedIso
 }

@@ -127,6 +127,8 @@ export class PubSub implements Behaviour {
   #index = new SubscriptionIndex<State>()
   /** Subscriptions per key on this node: broker interest is taken once per key. */
   #interest = new Map<string, number>()
+  /** Per exact topic: local subscriptions that asked for presence (join/leave is sent only to them). */
+  readonly #watchers = new Map<string, number>()
   #states = new Map<Connection, State>()
   #byClient = new Map<string, State>()
   #byUser = new Map<string, Set<State>>()
@@ -438,6 +440,7 @@ export class PubSub implements Behaviour {
     this.#interest.set(sub.topic, n)
     if (n === 1) void this.#d.broker.interest(sub.topic, true).catch(() => {})
     if (!sub.pattern) {
+      if (sub.presence) this.#watchers.set(sub.topic, (this.#watchers.get(sub.topic) ?? 0) + 1)
       const entry: PresenceEntry = {
         client: st.conn.id,
         node: this.#d.node,
@@ -459,6 +462,11 @@ export class PubSub implements Behaviour {
       if (!sub.pattern) this.#forgetSeq(sub.topic)
     } else this.#interest.set(sub.topic, n)
     if (!sub.pattern) {
+      if (sub.presence) {
+        const w = (this.#watchers.get(sub.topic) ?? 1) - 1
+        if (w <= 0) this.#watchers.delete(sub.topic)
+        else this.#watchers.set(sub.topic, w)
+      }
       void this.#d.broker.presenceRemove(sub.topic, st.conn.id).catch(() => {})
       this.#presenceSignal(sub.topic, 'leave', st)
     }
@@ -1049,6 +1057,8 @@ export class PubSub implements Behaviour {
     who: Record<string, unknown>,
     except?: State,
   ): void {
+    // Without this, each join or leave walked every subscriber: N² for N joining one topic.
+    if (this.#watchers.get(topic) === undefined) return
     const set = this.#index.exact(topic)
     if (set === undefined) return
     let text: string | undefined

@@ -12,6 +12,9 @@ export const MAX_TOPIC_LENGTH = 256
 export const MAX_SEGMENTS = 16
 const MAX_SEGMENT = 64
 const SEGMENT = /^[A-Za-z0-9_\-:@~!]+$/
+/** A whole valid concrete topic in one test (the common case, checked on every publish). */
+const CONCRETE = /^[A-Za-z0-9_\-:@~!]{1,64}(?:\.[A-Za-z0-9_\-:@~!]{1,64}){0,15}$/
+const OK_CONCRETE: TopicCheck = { ok: true, pattern: false }
 
 export type TopicCheck = { ok: true; pattern: boolean } | { ok: false; reason: string }
 
@@ -21,6 +24,9 @@ export function checkTopic(s: unknown, allowPattern: boolean): TopicCheck {
   if (s.length === 0) return { ok: false, reason: 'a topic cannot be empty' }
   if (s.length > MAX_TOPIC_LENGTH)
     return { ok: false, reason: `a topic is at most ${MAX_TOPIC_LENGTH} characters` }
+  // Without splitting: a valid concrete topic is valid as a pattern too; anything else
+  // (a wildcard, a mistake) takes the segment walk below, which says what is wrong.
+  if (CONCRETE.test(s)) return OK_CONCRETE
   const segs = s.split('.')
   if (segs.length > MAX_SEGMENTS)
     return { ok: false, reason: `a topic has at most ${MAX_SEGMENTS} segments` }
