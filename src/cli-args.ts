@@ -263,7 +263,11 @@ export function parseArgs(argv: readonly string[]): Parsed {
     try {
       let value = coerce(opt, raw, flag)
       const before = out.given.has(opt.path) ? getPath(out.values, opt.path) : undefined
-      if ((opt.repeatable || opt.kind === 'webhook') && Array.isArray(before) && Array.isArray(value))
+      if (
+        (opt.repeatable || opt.kind === 'webhook') &&
+        Array.isArray(before) &&
+        Array.isArray(value)
+      )
         value = [...before, ...value]
       applyOption(out.values, opt, value)
       out.given.set(opt.path, { name: flag, raw })

@@ -81,9 +81,9 @@ export {
   type WsEvents,
 } from './events.js'
 export type { ForwardStats } from './forward.js'
+export { type HandlerCleanup, HandlerError, type HandlerSetup } from './handlers/index.js'
 export type { CheckResult, Readiness } from './http/health.js'
 export type { PromClient, ServerMetrics } from './http/metrics.js'
-export { type HandlerCleanup, HandlerError, type HandlerSetup } from './handlers/index.js'
 export type {
   RouteAccess,
   RouteContext,

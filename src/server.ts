@@ -46,9 +46,9 @@ import {
 } from './connection.js'
 import { EventBus, emit, type MessageReceived, subscriptionVersion } from './events.js'
 import { Forwarder, type ForwardStats } from './forward.js'
+import { cleanupHandlers, type LoadedHandler, loadHandlers } from './handlers/index.js'
 import { addHealthRoutes } from './http/health.js'
 import { ServerMetrics } from './http/metrics.js'
-import { cleanupHandlers, type LoadedHandler, loadHandlers } from './handlers/index.js'
 import { rejectUpgrade } from './http/raw.js'
 import {
   type RouteAccess,
@@ -63,8 +63,8 @@ import { type ClientAddress, clientAddress, compileTrust, type TrustFn } from '.
 import { PROTOCOL } from './pubsub/protocol.js'
 import { PubSub } from './pubsub/router.js'
 import { createRedactor, type Redactor } from './redact.js'
-import type { Webhooks } from './webhooks/delivery.js'
 import { type CertificateInfo, createTlsServer, reloadTls, tlsEnabled } from './tls.js'
+import type { Webhooks } from './webhooks/delivery.js'
 
 export type ServerState = 'NEW' | 'RUNNING' | 'CLOSING' | 'CLOSED'
 
@@ -499,7 +499,6 @@ export class WirelogServer {
     const cfg = this.config
     try {
       await this.activityLog?.open()
-      await this.#metrics?.load()
       await this.#forward?.start()
       // Loaded only when configured; recording starts before server.listening.
       if (cfg.webhooks.length > 0) {
@@ -537,6 +536,17 @@ export class WirelogServer {
     )
     this.#state = 'RUNNING'
     this.#startTimers()
+    // prom-client (~70 ms to load) comes in once the port is bound, not before it: the
+    // counts are plain numbers from the start, and a scrape waits for the load.
+    const metrics = this.#metrics
+    if (metrics)
+      setImmediate(() =>
+        metrics
+          .load()
+          .catch((err: Error) =>
+            process.emitWarning(`wirelog: metrics: ${err.message}`, 'WirelogWarning'),
+          ),
+      )
     const addr = this.address()!
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
     emit(this.events, 'server.listening', {

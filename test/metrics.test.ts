@@ -513,6 +513,8 @@ describe('metrics: exposition and access', () => {
     assert.equal(calls, 0)
     const pa = (await a.listen()).port
     const pb = (await b.listen()).port
+    // prom-client is loaded once the port is bound; load() waits for it.
+    await Promise.all([a.metrics!.load(), b.metrics!.load()])
     assert.equal(calls, 1)
     const prom = await import('prom-client')
     const global = (prom as unknown as { default?: typeof prom }).default?.register ?? prom.register
@@ -520,7 +522,7 @@ describe('metrics: exposition and access', () => {
     assert.notEqual(a.metrics!.registry, b.metrics!.registry)
     assert.equal(sampleValue(await scrape(pa), 'app_widgets'), 42)
     assert.equal(sampleValue(await scrape(pb), 'app_widgets'), undefined)
-    // After listen(), use() runs at once.
+    // Once loaded, use() runs at once.
     a.metrics!.use(() => {
       calls++
     })
@@ -541,6 +543,7 @@ describe('metrics: exposition and access', () => {
       const on = createServer({ host: '127.0.0.1', port: 0, log: { enabled: false } })
       out.beforeListen = loaded()
       await on.listen()
+      await on.metrics.load()
       out.afterListen = loaded()
       await on.close()
       console.log(JSON.stringify(out))

@@ -19,7 +19,7 @@
  * `ws` error codes, HTTP statuses and a fixed set of rejection categories. Never a client id,
  * an address, a user or a topic; and every labelled counter caps its distinct series.
  *
- * prom-client is imported only by `load()` (from `listen()`), so a server with metrics off,
+ * prom-client is imported only by `load()` (started by `listen()` once the port is bound), so a server with metrics off,
  * or code that only imports the package, never loads it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -196,8 +196,10 @@ export class ServerMetrics {
   }
 
   /**
-   * The server's private registry (not prom-client's global one); undefined until `listen()`
-   * has loaded prom-client. Register extra metrics in it with `registers: [registry]`.
+   * The server's private registry (not prom-client's global one); undefined until prom-client
+   * is loaded, which `listen()` starts once the port is bound (`await metrics.load()` waits
+   * for it; `use()` runs its callback then). Register extra metrics in it with
+   * `registers: [registry]`.
    */
   get registry(): Registry | undefined {
     return this.#registry
