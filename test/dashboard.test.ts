@@ -10,9 +10,16 @@ import { describe, it } from 'node:test'
 import { WebSocket } from 'ws'
 import { describe as describeEvent, PREVIEW_CHARS } from '../src/http/dashboard/describe.js'
 import { FEED_LIMITS } from '../src/http/dashboard/feed.js'
-import type { WirelogOptions } from '../src/index.js'
 import { createRedactor } from '../src/redact.js'
-import { connect, expectRejected, startCli, startServer, waitFor, waitForLine } from './helpers.js'
+import {
+  connect,
+  expectRejected,
+  startCli,
+  startServer,
+  waitFor,
+  waitForLine,
+  withServer,
+} from './helpers.js'
 
 const TOKEN = 'dashboard-admin-token-0123456789'
 
@@ -66,18 +73,6 @@ async function openFeed(url: string, opts: ConstructorParameters<typeof WebSocke
     dropped: () => frames.reduce((n, f) => n + (f.t === 'events' ? f.dropped : 0), 0),
   }
   return feed
-}
-
-async function withServer(
-  options: WirelogOptions,
-  fn: (t: Awaited<ReturnType<typeof startServer>>) => Promise<void>,
-): Promise<void> {
-  const t = await startServer(options)
-  try {
-    await fn(t)
-  } finally {
-    await t.stop()
-  }
 }
 
 describe('dashboard access', () => {

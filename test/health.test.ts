@@ -7,22 +7,10 @@ import { strict as assert } from 'node:assert'
 import { after, describe, it } from 'node:test'
 import { ActivityLog, createServer, resolveConfig, type WirelogOptions } from '../src/index.js'
 import { rawConnect } from './frames.js'
-import { connect, startServer, tempDir } from './helpers.js'
+import { connect, startServer, tempDir, withServer } from './helpers.js'
 import { holdRequest, http } from './http-helpers.js'
 
 const TOKEN = 'health-admin-token-0123456789'
-
-async function withServer(
-  options: WirelogOptions,
-  fn: (t: Awaited<ReturnType<typeof startServer>>) => Promise<void>,
-): Promise<void> {
-  const t = await startServer(options)
-  try {
-    await fn(t)
-  } finally {
-    await t.stop()
-  }
-}
 
 describe('health endpoints', () => {
   it('/healthz and /readyz answer GET and HEAD with 200 and their checks', async () => {

@@ -216,3 +216,16 @@ export function expectRejected(
     ws.on('error', () => {})
   })
 }
+
+/** Run `fn` against a started server, stopped afterwards whatever happens. */
+export async function withServer(
+  options: WirelogOptions,
+  fn: (t: TestServer) => Promise<void>,
+): Promise<void> {
+  const t = await startServer(options)
+  try {
+    await fn(t)
+  } finally {
+    await t.stop()
+  }
+}

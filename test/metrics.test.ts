@@ -30,7 +30,7 @@ import {
   type WirelogOptions,
 } from '../src/index.js'
 import { frame, OP, rawConnect } from './frames.js'
-import { connect, expectRejected, ROOT, startServer, tempDir, waitFor } from './helpers.js'
+import { connect, expectRejected, ROOT, tempDir, waitFor, withServer } from './helpers.js'
 import { http } from './http-helpers.js'
 import { promlint, type Sample, sampleValue } from './promlint.js'
 
@@ -43,18 +43,6 @@ async function scrape(port: number, headers: Record<string, string> = {}): Promi
   const { problems, samples } = promlint(r.body)
   assert.deepEqual(problems, [], 'the exposition passes the format checker')
   return samples
-}
-
-async function withServer(
-  options: WirelogOptions,
-  fn: (t: Awaited<ReturnType<typeof startServer>>) => Promise<void>,
-): Promise<void> {
-  const t = await startServer(options)
-  try {
-    await fn(t)
-  } finally {
-    await t.stop()
-  }
 }
 
 describe('metrics: counters', () => {
