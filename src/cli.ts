@@ -39,7 +39,7 @@ async function main(argv: readonly string[]): Promise<void> {
     return
   }
   const cli = await import('./cli-args.js')
-  const { ConfigError } = await import('./config.js')
+  const { ConfigError, WORKER_SLOT_ENV } = await import('./config.js')
   let config: import('./config.js').Config
   try {
     const parsed = cli.parseArgs(argv)
@@ -64,7 +64,7 @@ async function main(argv: readonly string[]): Promise<void> {
   // node:cluster and the worker code cost start-up time: loaded only with --workers or in a
   // worker (whose primary sets WIRELOG_WORKER_SLOT); a single process calls just these two.
   const cluster =
-    config.workers === 1 && process.env.WIRELOG_WORKER_SLOT === undefined
+    config.workers === 1 && process.env[WORKER_SLOT_ENV] === undefined
       ? ({
           workerCount: () => 1,
           isWorker: () => false,

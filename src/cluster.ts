@@ -19,7 +19,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import { availableParallelism } from 'node:os'
 import { IpcBroker, IpcBrokerHost, type Port } from './broker/ipc.js'
-import type { Config, WirelogOptions } from './config.js'
+import { type Config, WORKER_SLOT_ENV, type WirelogOptions } from './config.js'
 import { EventBus, emit } from './events.js'
 import { ActivityLog } from './log/activity-log.js'
 import type { ServerDeps } from './server.js'
@@ -30,7 +30,7 @@ type Control =
   | { readonly wl: 'shutdown'; readonly reason: string }
   | { readonly wl: 'reopen' }
 
-const SLOT_ENV = 'WIRELOG_WORKER_SLOT'
+const SLOT_ENV = WORKER_SLOT_ENV
 
 /** How many workers `workers` asks for. */
 export function workerCount(workers: Config['workers']): number {
@@ -128,6 +128,12 @@ export async function runPrimary(
     slot.startedAt = Date.now()
     slot.listening = false
     host?.attach(w as unknown as Port)
+    // A send to a worker that has just died (a broker push, a control message) fails with
+    // ERR_IPC_CHANNEL_CLOSED as an 'error' event: its 'exit' below handles the loss.
+    w.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ERR_IPC_CHANNEL_CLOSED')
+        process.emitWarning(`wirelog: worker ${slot.n}: ${err.message}`, 'WirelogWarning')
+    })
     emit(events, 'worker.started', {
       worker: slot.n,
       pid: w.process.pid ?? 0,

@@ -1423,7 +1423,7 @@ export function fromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, un
 
 /** A warning for every `WIRELOG_*` variable that is not one of ours, with a suggestion. */
 export function unknownEnv(env: NodeJS.ProcessEnv = process.env): string[] {
-  const known = new Set([CONFIG_ENV, ...OPTIONS.map((o) => o.env)])
+  const known = new Set([CONFIG_ENV, WORKER_SLOT_ENV, ...OPTIONS.map((o) => o.env)])
   const candidates: Candidate[] = [
     { name: CONFIG_ENV, forms: ['config'] },
     ...OPTIONS.map((o) => ({
@@ -1447,6 +1447,9 @@ export function systemMessage(err: unknown): string {
   const text = e.message
     .replace(new RegExp(`^(\\w+ )?${e.code}:? `), '')
     .replace(/, \w+ '[^']*'( -> '[^']*')?$/, '')
+/** Set by the `--workers` primary on each worker: its slot number (not an option). */
+export const WORKER_SLOT_ENV = 'WIRELOG_WORKER_SLOT'
+
   return `${text} (${e.code})`
 }
 

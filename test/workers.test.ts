@@ -180,6 +180,7 @@ describe('--workers', () => {
         w.log().find((l) => l.event === 'worker.started' && l.restarts === 1),
       )
       assert.equal(restarted.worker, slot)
+      assert.doesNotMatch(w.cli.stderr(), /unknown environment variable|Unhandled|Error/)
       // The restarted worker serves (its slot's log file goes on).
       await waitFor(async () => {
         const c = await v1(w.url)
