@@ -47,6 +47,11 @@ describe('sessions and resume', () => {
           const sub = client.subscribe('stream', (m: TopicMessage) => {
             seqs.push(m.seq)
           })
+          // The client's 'open' event comes once the session is settled (after `resumed`).
+          let resumedOpens = 0
+          client.on('open', (o) => {
+            if (o.resumed) resumedOpens++
+          })
           await client.ready
           await sub.ready
           const cutsAt = [2_000, 5_000, 8_000]
@@ -61,13 +66,14 @@ describe('sessions and resume', () => {
               await new Promise((r) => setImmediate(r))
             }
           })()
-          for (const at of cutsAt) {
+          for (const [i, at] of cutsAt.entries()) {
             await waitFor(() => seqs.length >= at, `${at} messages before a cut`, 20_000)
             const id = client.clientId!
             cut(t, id)
+            // Reconnected and resumed (a cut during the resume itself would be a fourth cut).
             await waitFor(
-              () => client.clientId !== id && client.state === 'open',
-              'the client to reconnect',
+              () => client.clientId !== id && resumedOpens === i + 1,
+              'the client to reconnect and resume',
               20_000,
             )
           }
