@@ -70,6 +70,8 @@ function typeOf(path: string, s: SchemaNode): string {
 }
 
 function defaultOf(s: SchemaNode): string {
+  // A refinement wraps the default it checks (`.default(false).superRefine(…)`).
+  while (s.def.type === 'pipe' && s.def.in) s = s.def.in
   if (s.def.type !== 'default') return '—'
   const v = s.def.defaultValue
   const text = JSON.stringify(v)

@@ -19,7 +19,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import { availableParallelism } from 'node:os'
 import { IpcBroker, IpcBrokerHost, type Port } from './broker/ipc.js'
-import { type Config, WORKER_SLOT_ENV, type WirelogOptions } from './config.js'
+import { type Config, type WirelogOptions, WORKER_SLOT_ENV } from './config.js'
 import { EventBus, emit } from './events.js'
 import { ActivityLog } from './log/activity-log.js'
 import type { ServerDeps } from './server.js'

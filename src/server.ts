@@ -14,7 +14,6 @@ import {
 } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { type WebSocket, WebSocketServer } from 'ws'
 import {
   type AdmissionDecision,
   type AdmissionHook,
@@ -65,6 +64,7 @@ import { PubSub } from './pubsub/router.js'
 import { createRedactor, type Redactor } from './redact.js'
 import { type CertificateInfo, createTlsServer, reloadTls, tlsEnabled } from './tls.js'
 import type { Webhooks } from './webhooks/delivery.js'
+import { type WebSocket, WebSocketServer } from './ws-module.js'
 
 export type ServerState = 'NEW' | 'RUNNING' | 'CLOSING' | 'CLOSED'
 

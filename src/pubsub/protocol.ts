@@ -1,9 +1,10 @@
 /**
  * `wirelog.v1`: the frames of the pubsub protocol (specified in docs/protocol.md). Client
  * frames are JSON text validated by one zod schema per op; unknown fields are ignored (so
- * a newer client can talk to an older server). Server frames are built here too.
+ * a newer client can talk to an older server). Server frames are built here too. (zod's
+ * `zod/v3` API, for start-up time: see src/config.ts.)
  */
-import { z } from 'zod'
+import { z } from 'zod/v3'
 import { jsonInner } from '../log/escape.js'
 
 export const PROTOCOL = 'wirelog.v1'

@@ -15,12 +15,12 @@
  */
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { type WebSocket, WebSocketServer } from 'ws'
 import { describeCloseCode } from '../../close-codes.js'
 import type { Client } from '../../connection.js'
 import { addRecorder, type EventBus, type Recorder, type WsEvents } from '../../events.js'
 import type { ActivityLogStats } from '../../log/activity-log.js'
 import type { Redactor } from '../../redact.js'
+import { type WebSocket, WebSocketServer } from '../../ws-module.js'
 import { rejectUpgrade } from '../raw.js'
 import { describe, type TailRow } from './describe.js'
 
