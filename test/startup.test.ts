@@ -86,6 +86,16 @@ describe('start-up loads only what is configured', () => {
       modules.filter((m) => OPTIONAL.test(m)),
       [],
     )
+    // The slow paths of two dependencies it does use: zod's v4 API (with all its locales,
+    // ~45 ms; the schemas use zod/v3) and ws's ES-module wrapper (an export scan, ~14 ms).
+    assert.ok(
+      modules.some((m) => /\/node_modules\/zod\/v3\//.test(m)),
+      'zod/v3 is loaded',
+    )
+    assert.deepEqual(
+      modules.filter((m) => /\/node_modules\/zod\/v4\/|\/node_modules\/ws\/wrapper\.mjs$/.test(m)),
+      [],
+    )
   })
 
   it('JWT authentication loads jose (the hook sees a lazy load)', async () => {
