@@ -59,7 +59,7 @@ import {
 } from './http/router.js'
 import { ActivityLog, type Logger } from './log/activity-log.js'
 import { type ClientAddress, clientAddress, compileTrust, type TrustFn } from './proxy.js'
-import { PROTOCOL } from './pubsub/protocol.js'
+import { loadSchema, PROTOCOL } from './pubsub/protocol.js'
 import { PubSub } from './pubsub/router.js'
 import { createRedactor, type Redactor } from './redact.js'
 import { type CertificateInfo, createTlsServer, reloadTls, tlsEnabled } from './tls.js'
@@ -546,6 +546,14 @@ export class WirelogServer {
           .catch((err: Error) =>
             process.emitWarning(`wirelog: metrics: ${err.message}`, 'WirelogWarning'),
           ),
+      )
+    // The wirelog.v1 frame schema (zod's v4 API, ~45 ms and ~14 MiB to load) the same way when
+    // every client speaks it; otherwise the first wirelog.v1 frame loads it.
+    if (cfg.behaviour === 'pubsub')
+      setImmediate(() =>
+        loadSchema().catch((err: Error) =>
+          process.emitWarning(`wirelog: pubsub: ${err.message}`, 'WirelogWarning'),
+        ),
       )
     const addr = this.address()!
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address

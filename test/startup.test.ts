@@ -9,6 +9,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { connect, runCli, tempDir, waitFor } from './helpers.js'
+import { v1 } from './v1.js'
 
 /** Optional: none of these may load unless configured. */
 const OPTIONAL =
@@ -38,8 +39,14 @@ process.on('exit', () => {
   return join(dir, 'register.mjs')
 }
 
-/** Start the CLI with `args`, echo one message, stop it; every module it loaded. */
-async function modulesOfStart(args: string[], send = true): Promise<string[]> {
+/**
+ * Start the CLI with `args`, echo one message (or run `exercise` with the port), stop it;
+ * every module it loaded.
+ */
+async function modulesOfStart(
+  args: string[],
+  send: boolean | ((port: number) => Promise<void>) = true,
+): Promise<string[]> {
   const dir = tempDir('wirelog-startup-')
   const list = join(dir, 'modules.txt')
   writeFileSync(list, '')
@@ -52,7 +59,8 @@ async function modulesOfStart(args: string[], send = true): Promise<string[]> {
       'the listening line',
       10_000,
     )
-    if (send) {
+    if (typeof send === 'function') await send(Number(m[1]))
+    else if (send) {
       // The first connection and message run paths the banner does not.
       const client = await connect(`ws://127.0.0.1:${m[1]}`)
       client.ws.send('hi')
@@ -95,6 +103,32 @@ describe('start-up loads only what is configured', () => {
     assert.deepEqual(
       modules.filter((m) => /\/node_modules\/zod\/v4\/|\/node_modules\/ws\/wrapper\.mjs$/.test(m)),
       [],
+    )
+  })
+
+  it('the first wirelog.v1 frames load the frame schema and are answered in order', async () => {
+    const modules = await modulesOfStart([], async (port) => {
+      const c = await v1(`ws://127.0.0.1:${port}`)
+      // Sent together, before the schema can have loaded: each waits for it, in order.
+      c.send({ op: 'subscribe', topic: 'first', id: 'a' })
+      c.send({ op: 'publish', topic: 'first', data: 1, id: 'b' })
+      c.send({ op: 'publish', topic: 5, id: 'c' })
+      c.send({ op: 'ping', id: 'd' })
+      await c.next((f) => f.id === 'd', 'the answer to the last frame')
+      const answers = c.frames.filter((f) => typeof f.id === 'string').map((f) => [f.id, f.op])
+      assert.deepEqual(answers, [
+        ['a', 'ack'],
+        ['b', 'ack'],
+        ['c', 'error'],
+        ['d', 'pong'],
+      ])
+      assert.match(String(c.frames.find((f) => f.id === 'c')?.message), /topic/)
+      assert.ok(c.frames.some((f) => f.op === 'message' && f.topic === 'first'))
+      c.ws.close()
+    })
+    assert.ok(
+      modules.some((m) => /\/node_modules\/zod\/v4\//.test(m)),
+      'the schema (zod v4) is loaded',
     )
   })
 

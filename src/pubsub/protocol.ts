@@ -1,10 +1,9 @@
 /**
  * `wirelog.v1`: the frames of the pubsub protocol (specified in docs/protocol.md). Client
  * frames are JSON text validated by one zod schema per op; unknown fields are ignored (so
- * a newer client can talk to an older server). Server frames are built here too. (zod's
- * `zod/v3` API, for start-up time: see src/config.ts.)
+ * a newer client can talk to an older server). Server frames are built here too. The zod
+ * schema itself is in schema.ts, loaded apart (see there).
  */
-import { z } from 'zod/v3'
 import { jsonInner } from '../log/escape.js'
 
 export const PROTOCOL = 'wirelog.v1'
@@ -47,54 +46,30 @@ export const ErrorCode = {
 } as const
 export type ErrorCodeName = keyof typeof ErrorCode
 
-const id = z.union([z.string().min(1).max(64), z.number().int().min(0)]).optional()
-const topic = z.string()
-const position = z.object({
-  seq: z.number().int().min(0),
-  epoch: z.string().max(64).optional(),
-})
+import type { ClientFrame } from './schema.js'
 
-export const clientFrame = z.discriminatedUnion('op', [
-  z.object({
-    op: z.literal('subscribe'),
-    id,
-    topic,
-    /** Replay history after this position before live messages. */
-    since: position.optional(),
-    /** Receive `join` / `leave` frames for this topic. */
-    presence: z.boolean().optional(),
-  }),
-  z.object({ op: z.literal('unsubscribe'), id, topic }),
-  z.object({ op: z.literal('publish'), id, topic, data: z.unknown() }),
-  z.object({
-    op: z.literal('send'),
-    id,
-    to: z.union([
-      z.object({ client: z.string().min(1).max(128) }),
-      z.object({ user: z.string().min(1).max(256) }),
-    ]),
-    data: z.unknown(),
-  }),
-  z.object({ op: z.literal('presence'), id, topic }),
-  z.object({
-    op: z.literal('history'),
-    id,
-    topic,
-    since: z.number().int().min(0).optional(),
-    limit: z.number().int().min(1).max(1000).optional(),
-  }),
-  z.object({ op: z.literal('refresh'), id, token: z.string().min(1).max(16_384) }),
-  z.object({ op: z.literal('ping'), id }),
-  z.object({
-    op: z.literal('resume'),
-    id,
-    token: z.string().min(1).max(512),
-    /** Last seq seen per topic. */
-    positions: z.record(z.string().max(256), position).optional(),
-  }),
-])
+export type { ClientFrame }
 
-export type ClientFrame = z.infer<typeof clientFrame>
+type Schema = typeof import('./schema.js')
+let schema: Schema | undefined
+let loading: Promise<Schema> | undefined
+
+/**
+ * Load the frame schema (idempotent). `parseFrame` needs it: the router waits for it before
+ * it parses the first frame, and the server starts it once the port is bound.
+ */
+export function loadSchema(): Promise<void> {
+  loading ??= import('./schema.js').then((m) => {
+    schema = m
+    return m
+  })
+  return loading.then(() => undefined)
+}
+
+/** Whether `parseFrame` can run now. */
+export function schemaLoaded(): boolean {
+  return schema !== undefined
+}
 export type OpName = ClientFrame['op']
 export const OPS: readonly OpName[] = [
   'subscribe',
@@ -112,7 +87,7 @@ export type ParseResult =
   | { ok: true; frame: ClientFrame }
   | { ok: false; code: ErrorCodeName; message: string; id: string | number | undefined }
 
-/** Parse and validate one client frame. */
+/** Parse and validate one client frame (once `loadSchema()` has resolved). */
 export function parseFrame(text: string): ParseResult {
   let v: unknown
   try {
@@ -132,13 +107,11 @@ export function parseFrame(text: string): ParseResult {
       message: `unknown op ${JSON.stringify(op)}; ops are ${OPS.join(', ')}`,
       id: fid,
     }
-  const r = clientFrame.safeParse(v)
-  if (!r.success) {
-    const issue = r.error.issues[0]!
-    const where = issue.path.length ? issue.path.join('.') : 'frame'
-    return { ok: false, code: 'BAD_FRAME', message: `${op}: ${where}: ${issue.message}`, id: fid }
-  }
-  return { ok: true, frame: r.data }
+  if (schema === undefined) throw new Error('parseFrame(): call loadSchema() first')
+  const r = schema.validate(v)
+  if (!r.ok)
+    return { ok: false, code: 'BAD_FRAME', message: `${op}: ${r.where}: ${r.message}`, id: fid }
+  return { ok: true, frame: r.frame }
 }
 
 /** A server frame as JSON text (not the hot path: `messageFrame` is). */

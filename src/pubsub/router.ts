@@ -36,9 +36,11 @@ import {
   type ErrorCodeName,
   errorFrame,
   frameText,
+  loadSchema,
   messageFrame,
   PROTOCOL_VERSION,
   parseFrame,
+  schemaLoaded,
 } from './protocol.js'
 import { checkTopic, SubscriptionIndex } from './topics.js'
 import { wsTextFrame } from './wire.js'
@@ -279,9 +281,28 @@ export class PubSub implements Behaviour {
       )
       return
     }
+    if (!schemaLoaded()) {
+      // Only the first frames after start-up: they wait, in order, for the frame schema.
+      st.pending++
+      st.chain = st.chain.then(loadSchema).then(
+        () => {
+          st.pending--
+          if (!st.closed) this.message(client, data, binary)
+        },
+        (err: unknown) => {
+          st.pending--
+          this.#fail(st, undefined, undefined, 'INTERNAL', 'internal error')
+          if (this.#events) emit(this.#events, 'handler.failed', { event: 'pubsub', error: err })
+        },
+      )
+      return
+    }
     const parsed = parseFrame(data.toString('utf8'))
     if (!parsed.ok) {
-      this.#fail(st, undefined, parsed.id, parsed.code, parsed.message)
+      const fail = (): void => this.#fail(st, undefined, parsed.id, parsed.code, parsed.message)
+      // Answered in order: after the ops still in flight, if any.
+      if (st.pending === 0) fail()
+      else st.chain = st.chain.then(fail)
       return
     }
     if (st.pending >= MAX_PENDING_OPS) {
