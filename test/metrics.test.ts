@@ -253,7 +253,9 @@ describe('metrics: counters', () => {
       // A wirelog.v1 request that is not JSON: answered with BAD_JSON, counted by code.
       const c = await connect(t.url)
       c.ws.send('not json')
-      await c.waitMessages(1)
+      const [welcome, error] = await c.waitMessages(2)
+      assert.match(String(welcome), /"op":"welcome"/)
+      assert.match(String(error), /BAD_JSON/)
       c.ws.close()
       await c.closed
       const s = await scrape(t.port)

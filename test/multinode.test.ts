@@ -69,8 +69,9 @@ async function publishAll(
   n: number,
   window: number,
   onEach?: (i: number) => Promise<void> | void,
+  /** Filled as the acks come (the caller may look at it meanwhile). */
+  acked: number[] = [],
 ): Promise<{ acked: number[]; failed: Array<[number, string]> }> {
-  const acked: number[] = []
   const failed: Array<[number, string]> = []
   const inflight = new Set<Promise<void>>()
   for (let i = 1; i <= n; i++) {
@@ -263,6 +264,8 @@ describe('Redis going away under load (a private redis-server)', () => {
     disrupt: () => Promise<void>,
     restore: () => Promise<void>,
     refusals: boolean,
+    /** Redis comes back empty (its history is gone). */
+    emptied = false,
   ): Promise<void> {
     const prefix = uniquePrefix(name)
     const args = [
@@ -293,26 +296,37 @@ describe('Redis going away under load (a private redis-server)', () => {
       await pub.ready
       const N = 1500
       let phase: 'before' | 'during' | 'after' = 'before'
-      const result = await publishAll(pub, 'load', N, 10, async (i) => {
-        if (phase === 'before' && got.size >= 300) {
-          phase = 'during'
-          await disrupt()
-          await a!.waitLog('broker.down')
-          await b!.waitLog('broker.down')
-          const r = await x.call({ op: 'send', to: { client: y.welcome.client }, data: 'local' })
-          assert.equal(r.op, 'ack', 'a direct message between clients of one node still goes')
-          await y.next((f) => f.op === 'direct' && f.data === 'local', 'local direct')
-          // Long enough for publishes to be refused (UNAVAILABLE) and retried by the client.
-          if (refusals)
-            await a!.waitLog(
-              'pubsub.error',
-              (l) => l.code === 'UNAVAILABLE' && /not sent/.test(String(l.error)),
-            )
-          await restore()
-          phase = 'after'
-        }
-        if (i % 20 === 0) await new Promise((r) => setTimeout(r, 1))
-      })
+      const acked: number[] = []
+      // Acked before the outage: written to the Redis that went away.
+      let beforeOutage = new Set<number>()
+      const result = await publishAll(
+        pub,
+        'load',
+        N,
+        10,
+        async (i) => {
+          if (phase === 'before' && got.size >= 300) {
+            phase = 'during'
+            await disrupt()
+            await a!.waitLog('broker.down')
+            await b!.waitLog('broker.down')
+            beforeOutage = new Set(acked)
+            const r = await x.call({ op: 'send', to: { client: y.welcome.client }, data: 'local' })
+            assert.equal(r.op, 'ack', 'a direct message between clients of one node still goes')
+            await y.next((f) => f.op === 'direct' && f.data === 'local', 'local direct')
+            // Long enough for publishes to be refused (UNAVAILABLE) and retried by the client.
+            if (refusals)
+              await a!.waitLog(
+                'pubsub.error',
+                (l) => l.code === 'UNAVAILABLE' && /not sent/.test(String(l.error)),
+              )
+            await restore()
+            phase = 'after'
+          }
+          if (i % 20 === 0) await new Promise((r) => setTimeout(r, 1))
+        },
+        acked,
+      )
       assert.equal(phase, 'after')
       const up = await a!.waitLog('broker.up')
       await b!.waitLog('broker.up')
@@ -327,8 +341,13 @@ describe('Redis going away under load (a private redis-server)', () => {
         15_000,
       ).catch(() => {})
       const missing = result.acked.filter((i) => !got.has(i))
+      const epochGap = gaps.some((g) => g.reason === 'epoch')
+      // Redis restarted empty loses what it held: a message it acked just before it went away
+      // and had not yet delivered is gone with its history. The subscriber is told (a gap
+      // with reason "epoch": the topic started over). Anything acked later must arrive.
+      const lostWithRedis = emptied && epochGap ? missing.filter((i) => beforeOutage.has(i)) : []
       assert.deepEqual(
-        missing,
+        missing.filter((i) => !lostWithRedis.includes(i)),
         [],
         `missing; gaps ${JSON.stringify(gaps)}; epochs ${[...new Set(order.map((o) => o[0]))].join(',')}; failed ${result.failed.length}`,
       )
@@ -347,7 +366,7 @@ describe('Redis going away under load (a private redis-server)', () => {
           'a new epoch is announced to the subscriber',
         )
       process.stdout.write(
-        `# ${name}: ${result.acked.length} acked, ${dupes} published twice (reply lost), ${epochs} epoch(s), dropped ${String(up.dropped)}\n`,
+        `# ${name}: ${result.acked.length} acked, ${dupes} published twice (reply lost), ${lostWithRedis.length} lost with Redis's memory (announced), ${epochs} epoch(s), dropped ${String(up.dropped)}\n`,
       )
     } finally {
       sub.close()
@@ -362,6 +381,7 @@ describe('Redis going away under load (a private redis-server)', () => {
       'restart',
       () => redis.stop(),
       () => redis.start(),
+      true,
       true,
     )
   })
