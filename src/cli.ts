@@ -96,10 +96,12 @@ async function main(argv: readonly string[]): Promise<void> {
   const stop = installSignals(server)
   if (cluster.isWorker()) {
     // The primary prints one line for all its workers.
-    cluster.workerReady(addr.port, server.activityLog?.path, {
-      shutdown: stop,
-      reopen: () => reopen(server),
-    })
+    cluster.workerReady(
+      addr.port,
+      server.activityLog?.path,
+      { shutdown: stop, reopen: () => reopen(server) },
+      server.metrics,
+    )
     return
   }
   const where = server.activityLog?.path ? `, logging to ${server.activityLog.path}` : ''

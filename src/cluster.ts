@@ -21,6 +21,7 @@ import { availableParallelism } from 'node:os'
 import { IpcBroker, IpcBrokerHost, type Port } from './broker/ipc.js'
 import { type Config, type WirelogOptions, WORKER_SLOT_ENV } from './config.js'
 import { EventBus, emit } from './events.js'
+import type { ServerMetrics } from './http/metrics.js'
 import { ActivityLog } from './log/activity-log.js'
 import type { ServerDeps } from './server.js'
 
@@ -29,6 +30,24 @@ type Control =
   | { readonly wl: 'listening'; readonly port: number; readonly log: string | undefined }
   | { readonly wl: 'shutdown'; readonly reason: string }
   | { readonly wl: 'reopen' }
+  // A scrape of /metrics on a worker: the primary collects every worker's registry, sums it.
+  | { readonly wl: 'metrics'; readonly id: number }
+  | {
+      readonly wl: 'metrics-text'
+      readonly id: number
+      readonly text?: string
+      readonly error?: string
+    }
+  | { readonly wl: 'metrics-collect'; readonly id: number }
+  | {
+      readonly wl: 'metrics-json'
+      readonly id: number
+      readonly metrics?: unknown[]
+      readonly error?: string
+    }
+
+/** How long the primary waits for the workers' registries for one scrape. */
+const METRICS_COLLECT_MS = 2000
 
 const SLOT_ENV = WORKER_SLOT_ENV
 
@@ -55,9 +74,48 @@ export function workerSetup(config: Config): { options: WirelogOptions; deps: Se
     workers: 1,
     log: { ...config.log, file: workerLogFile(config.log.file, slot) },
   } as WirelogOptions
-  const deps: ServerDeps =
-    config.broker.type === 'memory' ? { broker: new IpcBroker(process as unknown as Port) } : {}
+  const deps: ServerDeps = {
+    ...(config.broker.type === 'memory'
+      ? { broker: new IpcBroker(process as unknown as Port) }
+      : {}),
+    ...(config.metrics ? { metricsText: askPrimaryForMetrics } : {}),
+  }
   return { options, deps }
+}
+
+let metricsAsked = 0
+const metricsWaiting = new Map<number, { resolve(text: string): void; reject(e: Error): void }>()
+
+/** In a worker: the /metrics text of all workers, summed by the primary. */
+function askPrimaryForMetrics(): Promise<string> {
+  if (metricsWaiting.size === 0 && metricsAsked === 0) {
+    process.on('message', (m: unknown) => {
+      const c = m as Control
+      if (c?.wl !== 'metrics-text') return
+      const w = metricsWaiting.get(c.id)
+      metricsWaiting.delete(c.id)
+      if (c.error !== undefined) w?.reject(new Error(c.error))
+      else w?.resolve(c.text ?? '')
+    })
+  }
+  const id = ++metricsAsked
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      metricsWaiting.delete(id)
+      reject(new Error('the primary did not answer with the metrics in time'))
+    }, METRICS_COLLECT_MS * 2)
+    metricsWaiting.set(id, {
+      resolve: (t) => {
+        clearTimeout(timer)
+        resolve(t)
+      },
+      reject: (e) => {
+        clearTimeout(timer)
+        reject(e)
+      },
+    })
+    process.send?.({ wl: 'metrics', id } satisfies Control)
+  })
 }
 
 /** In a worker: tell the primary we listen; follow its shutdown and reopen requests. */
@@ -65,15 +123,65 @@ export function workerReady(
   port: number,
   log: string | undefined,
   on: { shutdown(reason: string): void; reopen(): void },
+  metrics?: ServerMetrics,
 ): void {
   process.send?.({ wl: 'listening', port, log } satisfies Control)
   process.on('message', (m: unknown) => {
     const c = m as Control
     if (c?.wl === 'shutdown') on.shutdown(c.reason)
     else if (c?.wl === 'reopen') on.reopen()
+    else if (c?.wl === 'metrics-collect') void collectFor(c.id, metrics)
   })
   // The primary is gone (killed): nobody hands us connections any more.
   process.on('disconnect', () => on.shutdown('primary process gone'))
+}
+
+/** In a worker: this worker's registry as JSON, for the primary to sum. */
+async function collectFor(id: number, metrics: ServerMetrics | undefined): Promise<void> {
+  let reply: Control
+  try {
+    if (metrics === undefined) throw new Error('metrics are off')
+    await metrics.load()
+    reply = { wl: 'metrics-json', id, metrics: await metrics.registry!.getMetricsAsJSON() }
+  } catch (err) {
+    reply = { wl: 'metrics-json', id, error: (err as Error).message }
+  }
+  try {
+    process.send?.(reply)
+  } catch {}
+}
+
+/** In the primary: sum the registries of the live workers (those that answer in time). */
+async function clusterMetrics(slots: readonly Slot[], id: number): Promise<string> {
+  const mod = await import('prom-client')
+  const prom = ((mod as { default?: typeof mod }).default ?? mod) as typeof mod
+  const live = slots.flatMap((s) => (s.worker?.isConnected() ? [s.worker] : []))
+  const answers = await Promise.all(
+    live.map(
+      (w) =>
+        new Promise<unknown[] | undefined>((resolve) => {
+          const done = (v: unknown[] | undefined): void => {
+            clearTimeout(timer)
+            w.off('message', onMessage)
+            resolve(v)
+          }
+          const onMessage = (m: unknown): void => {
+            const c = m as Control
+            if (c?.wl === 'metrics-json' && c.id === id) done(c.metrics)
+          }
+          const timer = setTimeout(() => done(undefined), METRICS_COLLECT_MS)
+          w.on('message', onMessage)
+          w.send({ wl: 'metrics-collect', id } satisfies Control, (err) => {
+            if (err) done(undefined)
+          })
+        }),
+    ),
+  )
+  const got = answers.filter((a): a is unknown[] => a !== undefined)
+  if (got.length === 0) throw new Error('no worker answered with its metrics')
+  return prom.AggregatorRegistry.aggregate(
+    got as Parameters<typeof prom.AggregatorRegistry.aggregate>[0],
+  ).metrics()
 }
 
 interface Slot {
@@ -122,6 +230,7 @@ export async function runPrimary(
     resolveDone = r
   })
 
+  let metricsRound = 0
   const fork = (slot: Slot): void => {
     const w = cluster.fork({ [SLOT_ENV]: String(slot.n) })
     slot.worker = w
@@ -141,6 +250,18 @@ export async function runPrimary(
     })
     w.on('message', (m: unknown) => {
       const c = m as Control
+      if (c?.wl === 'metrics') {
+        const id = ++metricsRound
+        void clusterMetrics(slots, id).then(
+          (text) => w.send({ wl: 'metrics-text', id: c.id, text } satisfies Control, () => {}),
+          (err: Error) =>
+            w.send(
+              { wl: 'metrics-text', id: c.id, error: err.message } satisfies Control,
+              () => {},
+            ),
+        )
+        return
+      }
       if (c?.wl !== 'listening') return
       slot.listening = true
       if (c.log) logFiles[slot.n - 1] = c.log

@@ -104,6 +104,8 @@ export interface ServerDeps {
   activityLog?: ActivityLog | null
   /** The broker for topics, sessions and presence (default: one from `broker` options). */
   broker?: Broker
+  /** Where the `/metrics` text comes from (default: this server's registry; `--workers`: the primary's sum). */
+  metricsText?: () => Promise<string>
 }
 
 /** Whom `send()` addresses: a client (or its id), or every connection of a user. */
@@ -299,7 +301,7 @@ export class WirelogServer {
     }
     addHealthRoutes((p, h, o) => this.#router.add(p, h, o), this, cfg.health)
     if (cfg.metrics) {
-      const metrics = new ServerMetrics(this.events, this)
+      const metrics = new ServerMetrics(this.events, this, deps.metricsText)
       this.#metrics = metrics
       this.#router.add('/metrics', (req, res) => metrics.serve(req, res), { access: 'admin' })
     }

@@ -9,6 +9,8 @@ import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { connect, type Gap } from '../src/client/index.js'
 import { type Child, readLines, startCli, tempDir, waitFor } from './helpers.js'
+import { http } from './http-helpers.js'
+import { promlint, sampleValue } from './promlint.js'
 import { deletePrefix, sharedRedis, uniquePrefix } from './redis-helpers.js'
 import { type V1, v1 } from './v1.js'
 
@@ -105,6 +107,32 @@ describe('--workers', () => {
       }
     })
   }
+
+  it('/metrics on any worker is the sum over all workers', async () => {
+    const w = await startWorkers()
+    try {
+      const [a, b, rest] = await onTwoWorkers(w.url)
+      for (const c of rest) await c.close()
+      for (let i = 0; i < 3; i++) await a.call({ op: 'ping' })
+      for (let i = 0; i < 5; i++) await b.call({ op: 'ping' })
+      // Each scrape is a new connection, answered by whichever worker gets it.
+      for (let i = 0; i < 4; i++) {
+        const r = await http(w.cli.port, '/metrics')
+        assert.equal(r.status, 200, r.body)
+        const { problems, samples } = promlint(r.body)
+        assert.deepEqual(problems, [])
+        assert.equal(sampleValue(samples, 'wirelog_connections_open'), 2, 'both workers’ clients')
+        assert.equal(sampleValue(samples, 'wirelog_messages_received_total'), 8)
+        assert.equal(sampleValue(samples, 'wirelog_ready'), 1, 'a state is the lowest, not a sum')
+        assert.equal(sampleValue(samples, 'wirelog_log_writable'), 1)
+      }
+      await a.close()
+      await b.close()
+    } finally {
+      w.cli.proc.kill('SIGTERM')
+      await w.cli.exited
+    }
+  })
 
   it('SIGTERM to the primary drains every worker: clients get 1001, logs are flushed, exit 0', async () => {
     const w = await startWorkers()

@@ -185,8 +185,15 @@ export class ServerMetrics {
   #loading: Promise<void> | undefined
   #pending: ((prom: PromClient, registry: Registry) => void)[] = []
 
-  constructor(bus: EventBus, src: MetricsSource) {
+  #exposition: (() => Promise<string>) | undefined
+
+  /**
+   * `exposition`, when given, produces the `/metrics` text instead of this registry (under
+   * `--workers`, the primary's sum over every worker's registry).
+   */
+  constructor(bus: EventBus, src: MetricsSource, exposition?: () => Promise<string>) {
     this.#src = src
+    this.#exposition = exposition
     const t = this.#t
     const recorder: Recorder = {
       wants: (ns, name) => ns === 'ws' && name !== 'message.sent',
@@ -254,7 +261,7 @@ export class ServerMetrics {
   /** The exposition text (Prometheus text format 0.0.4). */
   async text(): Promise<string> {
     await this.load()
-    return this.#registry!.metrics()
+    return this.#exposition ? this.#exposition() : this.#registry!.metrics()
   }
 
   /** The `/metrics` route (the server routes it as an admin route). @internal */
@@ -333,11 +340,18 @@ function record(t: Tally, ns: string, name: string, payload: unknown): void {
 /** Every wirelog metric, reading the tally and the source when collected. */
 function buildMetrics(prom: PromClient, registry: Registry, t: Tally, src: MetricsSource): void {
   const registers = [registry]
-  const gauge = (name: string, help: string, value: () => number): void => {
+  /** `aggregator`: how `--workers` combines the workers' values (a state: the lowest). */
+  const gauge = (
+    name: string,
+    help: string,
+    value: () => number,
+    aggregator: 'sum' | 'min' = 'sum',
+  ): void => {
     new prom.Gauge({
       name,
       help,
       registers,
+      aggregator,
       collect() {
         this.set(value())
       },
@@ -370,8 +384,11 @@ function buildMetrics(prom: PromClient, registry: Registry, t: Tally, src: Metri
   const brokerStats = (): BrokerStats | undefined => src.broker?.stats?.()
 
   gauge('wirelog_connections_open', 'Clients connected now.', () => src.clients.size)
-  gauge('wirelog_ready', '1 when /readyz would answer 200, else 0.', () =>
-    readiness(src).ready ? 1 : 0,
+  gauge(
+    'wirelog_ready',
+    '1 when /readyz would answer 200, else 0.',
+    () => (readiness(src).ready ? 1 : 0),
+    'min',
   )
   counter('wirelog_connections_accepted_total', 'Clients accepted (101 sent).', () => t.accepted)
   labelled(
@@ -472,6 +489,7 @@ function buildMetrics(prom: PromClient, registry: Registry, t: Tally, src: Metri
     'wirelog_log_writable',
     '1 while the activity log is writable, 0 from a write error until it recovers.',
     () => (logStats()?.writable === false ? 0 : 1),
+    'min',
   )
   counter(
     'wirelog_log_rotations_total',
@@ -479,8 +497,11 @@ function buildMetrics(prom: PromClient, registry: Registry, t: Tally, src: Metri
     () => logStats()?.rotations ?? 0,
   )
 
-  gauge('wirelog_broker_connected', '1 while the broker reaches its backend, else 0.', () =>
-    src.broker === undefined || src.broker.connected ? 1 : 0,
+  gauge(
+    'wirelog_broker_connected',
+    '1 while the broker reaches its backend, else 0.',
+    () => (src.broker === undefined || src.broker.connected ? 1 : 0),
+    'min',
   )
   counter(
     'wirelog_broker_published_total',
