@@ -220,6 +220,26 @@ export function brokerContract(
       })
     })
 
+    it('settles a claim with the seq in the publish itself; a release drops only a pending claim', async () => {
+      await run(async (a, b) => {
+        const from = { client: 'c1' }
+        assert.equal(await a.broker.claim('p1', 60_000), undefined)
+        const m = await a.broker.publish('claimed', from, '1', { key: 'p1', ttlMs: 60_000 })
+        // As a retry elsewhere sees it, with no settle() in between (a lost reply).
+        assert.equal(await b.broker.claim('p1', 60_000), String(m.seq))
+        await a.broker.release('p1')
+        assert.equal(await b.broker.claim('p1', 60_000), String(m.seq), 'a settled claim stays')
+        // A publish that never ran: its pending claim is released, and the next claim wins.
+        assert.equal(await a.broker.claim('p2', 60_000), undefined)
+        await a.broker.release('p2')
+        assert.equal(await b.broker.claim('p2', 60_000), undefined, 'free again')
+        assert.equal(await a.broker.claim('p2', 60_000), 'pending')
+        // Without a claim, publish stores none.
+        await a.broker.publish('claimed', from, '2')
+        assert.equal(await b.broker.claim('p3', 60_000), undefined)
+      })
+    })
+
     it('forgets the least recently published topics beyond historyTopics', async () => {
       await run(
         async (a) => {

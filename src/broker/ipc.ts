@@ -16,6 +16,7 @@ import type {
   HistoryResult,
   NodeIdentity,
   PresenceEntry,
+  PublishClaim,
   Publisher,
   RegistryEntry,
   SessionRecord,
@@ -133,8 +134,17 @@ export class IpcBroker implements Broker {
     }
   }
 
-  async publish(topic: string, from: Publisher, data: string): Promise<TopicMessage> {
-    const m = await this.#call<TopicMessage>('publish', topic, from, data)
+  async publish(
+    topic: string,
+    from: Publisher,
+    data: string,
+    claim?: PublishClaim,
+  ): Promise<TopicMessage> {
+    // Not sent when absent (IPC turns an undefined argument into null).
+    const m = await this.#call<TopicMessage>(
+      'publish',
+      ...(claim ? [topic, from, data, claim] : [topic, from, data]),
+    )
     this.#published++
     return m
   }
@@ -182,6 +192,9 @@ export class IpcBroker implements Broker {
   }
   settle(key: string, value: string, ttlMs: number): Promise<void> {
     return this.#call('settle', key, value, ttlMs)
+  }
+  release(key: string): Promise<void> {
+    return this.#call('release', key)
   }
 }
 
@@ -256,7 +269,10 @@ export class IpcBrokerHost {
         track(o, call.method, args)
         value = await (b[call.method] as (...a: unknown[]) => Promise<unknown>)(...args)
         if (call.method === 'claim' && value === undefined) o.claims.add(args[0] as string)
-        else if (call.method === 'settle') o.claims.delete(args[0] as string)
+        else if (call.method === 'settle' || call.method === 'release')
+          o.claims.delete(args[0] as string)
+        else if (call.method === 'publish' && args[3] != null)
+          o.claims.delete((args[3] as PublishClaim).key)
       }
       reply = { wl: 'broker-reply', id: call.id, ok: true, value }
     } catch (err) {

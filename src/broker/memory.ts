@@ -18,6 +18,7 @@ import type {
   HistoryResult,
   NodeIdentity,
   PresenceEntry,
+  PublishClaim,
   Publisher,
   RegistryEntry,
   SessionRecord,
@@ -114,7 +115,12 @@ export class MemoryBroker implements Broker {
     return this.#node.id
   }
 
-  async publish(topic: string, from: Publisher, data: string): Promise<TopicMessage> {
+  async publish(
+    topic: string,
+    from: Publisher,
+    data: string,
+    claim?: PublishClaim,
+  ): Promise<TopicMessage> {
     const node = this.#self()
     const hub = this.#hub
     let log = hub.topics.get(topic)
@@ -140,6 +146,8 @@ export class MemoryBroker implements Broker {
       const oldest = hub.topics.keys().next().value as string
       hub.topics.delete(oldest)
     }
+    if (claim !== undefined)
+      hub.claims.set(claim.key, { value: String(m.seq), expires: now + claim.ttlMs })
     for (const [id, n] of hub.nodes) {
       if (id !== node && n.interest.has(topic)) n.handler.message(m)
     }
@@ -273,6 +281,10 @@ export class MemoryBroker implements Broker {
 
   async settle(key: string, value: string, ttlMs: number): Promise<void> {
     this.#hub.claims.set(key, { value, expires: Date.now() + ttlMs })
+  }
+
+  async release(key: string): Promise<void> {
+    if (this.#hub.claims.get(key)?.value === 'pending') this.#hub.claims.delete(key)
   }
 
   #expire(now: number): void {

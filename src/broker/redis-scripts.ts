@@ -43,9 +43,10 @@ end
 `
 
 /**
- * Publish. KEYS: meta, stream, topics, tick, patterns. ARGV: topic, node, from, data,
- * candidate epoch, historySize, historyTtl, historyTopics, prefix, sharded channel,
- * pattern channel. Returns { seq, epoch, time }.
+ * Publish. KEYS: meta, stream, topics, tick, patterns[, claim key, node's set]. ARGV: topic,
+ * node, from, data, candidate epoch, historySize, historyTtl, historyTopics, prefix, sharded
+ * channel, pattern channel[, claim ttl, claim key]. Returns { seq, epoch, time }. With a
+ * claim, it is settled with the seq in the same script: a retry after a lost reply finds it.
  *
  * INCR (HINCRBY) + XADD with an explicit id + SPUBLISH in one script: concurrent publishers
  * on different nodes get 1, 2, 3, … and the stream holds them in that order. The id is
@@ -90,6 +91,10 @@ local payload = 'm\\n' .. seq .. '\\n' .. epoch .. '\\n' .. now .. '\\n' .. ARGV
 redis.call('SPUBLISH', ARGV[10], payload)
 if redis.call('ZCOUNT', KEYS[5], now, '+inf') > 0 then
   redis.call('PUBLISH', ARGV[11], payload)
+end
+if KEYS[6] then
+  redis.call('SET', KEYS[6], seq, 'PX', ARGV[12])
+  redis.call('SREM', KEYS[7], 'k\\n' .. ARGV[13])
 end
 return { seq, epoch, now }
 `
@@ -304,6 +309,12 @@ export const CLAIM = `
 local prev = redis.call('SET', KEYS[1], 'pending', 'NX', 'PX', ARGV[1], 'GET')
 if not prev then redis.call('SADD', KEYS[2], 'k\\n' .. ARGV[2]) end
 return prev
+`
+
+/** Release a claim still pending (its publish did not run). KEYS: claim key, node's set. ARGV: key. */
+export const RELEASE = `
+if redis.call('GET', KEYS[1]) == 'pending' then redis.call('DEL', KEYS[1]) end
+redis.call('SREM', KEYS[2], 'k\\n' .. ARGV[1])
 `
 
 /** Settle a claim. KEYS: claim key, node's set. ARGV: value, ttl, key. */

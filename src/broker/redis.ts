@@ -42,6 +42,7 @@ import type {
   HistoryResult,
   NodeIdentity,
   PresenceEntry,
+  PublishClaim,
   Publisher,
   RegistryEntry,
   SessionRecord,
@@ -104,6 +105,7 @@ const SCRIPTS = {
   sweep: script(lua.SWEEP),
   claim: script(lua.CLAIM),
   settle: script(lua.SETTLE),
+  release: script(lua.RELEASE),
 } as const
 
 export class RedisBroker implements Broker {
@@ -375,7 +377,12 @@ export class RedisBroker implements Broker {
 
   // —— topics ——
 
-  async publish(topic: string, from: Publisher, data: string): Promise<TopicMessage> {
+  async publish(
+    topic: string,
+    from: Publisher,
+    data: string,
+    claim?: PublishClaim,
+  ): Promise<TopicMessage> {
     const node = this.#self()
     const fromJson = JSON.stringify(from)
     const r = await this.#script<[number, string, number]>(
@@ -386,6 +393,7 @@ export class RedisBroker implements Broker {
         this.#ch('topics'),
         this.#ch('tick'),
         this.#ch('patterns'),
+        ...(claim ? [this.#ch(`k:${claim.key}`), this.#ch(`nk:${node}`)] : []),
       ],
       [
         topic,
@@ -399,6 +407,7 @@ export class RedisBroker implements Broker {
         this.#p,
         this.#topicKey(topic, ''),
         this.#ch(`t:${topic}`),
+        ...(claim ? [String(Math.max(1, claim.ttlMs)), claim.key] : []),
       ],
     )
     this.#stats.published++
@@ -652,6 +661,14 @@ export class RedisBroker implements Broker {
       [String(Math.max(1, ttlMs)), key],
     )
     return prev ?? undefined
+  }
+
+  async release(key: string): Promise<void> {
+    await this.#script(
+      SCRIPTS.release,
+      [this.#ch(`k:${key}`), this.#ch(`nk:${this.#self()}`)],
+      [key],
+    )
   }
 
   async settle(key: string, value: string, ttlMs: number): Promise<void> {

@@ -141,8 +141,12 @@ export interface Broker {
   start(node: NodeIdentity, handler: BrokerHandler): Promise<void>
   stop(): Promise<void>
 
-  /** Assign the next seq, store in history, fan out to every other node with interest. */
-  publish(topic: string, from: Publisher, data: string): Promise<TopicMessage>
+  /**
+   * Assign the next seq, store in history, fan out to every other node with interest. With
+   * `claim`, the claim is settled with the seq in the same step: a retry after a lost reply
+   * finds the seq, and never publishes the message a second time.
+   */
+  publish(topic: string, from: Publisher, data: string, claim?: PublishClaim): Promise<TopicMessage>
   /** Whether this node wants other nodes' messages for `topicOrPattern`. */
   interest(topicOrPattern: string, on: boolean): Promise<void>
   /** History of `topic` after `since`. */
@@ -173,4 +177,12 @@ export interface Broker {
    */
   claim(key: string, ttlMs: number): Promise<string | undefined>
   settle(key: string, value: string, ttlMs: number): Promise<void>
+  /** Drop a claim that is still pending (its publish did not run): the next claim wins it. */
+  release(key: string): Promise<void>
+}
+
+/** The idempotency claim a publish settles. */
+export interface PublishClaim {
+  readonly key: string
+  readonly ttlMs: number
 }

@@ -114,8 +114,6 @@ interface TopicSeq {
 
 /** Attempts to read a hole from history while the broker cannot answer (about 20 s in all). */
 const HISTORY_RETRIES = 12
-/** The idempotency value of a publish attempt that failed: the next attempt publishes. */
-const RELEASED = 'released'
 /** Ops a client may have queued before it is told to slow down. */
 const MAX_PENDING_OPS = 256
 /** Topics whose sequence this node tracks without an exact local subscriber (pattern matches). */
@@ -546,10 +544,7 @@ export class PubSub implements Behaviour {
         this.#fail(st, f.op, f.id, 'UNAVAILABLE', 'a publish with this id is still in progress')
         return
       }
-      if (prev === RELEASED) {
-        // An earlier attempt failed: this one publishes.
-        await this.#d.broker.settle(key, 'pending', this.#o.dedupeTtl).catch(() => {})
-      } else if (prev !== undefined) {
+      if (prev !== undefined) {
         const seq = Number(prev)
         this.#send(
           st,
@@ -567,12 +562,17 @@ export class PubSub implements Behaviour {
     const from = { client: st.conn.id, ...(st.conn.user ? { user: st.conn.user.id } : {}) }
     let m: TopicMessage
     try {
-      m = await this.#d.broker.publish(f.topic, from, data)
+      // The broker settles the claim with the seq in the same step as the publish.
+      m = await this.#d.broker.publish(
+        f.topic,
+        from,
+        data,
+        key !== undefined ? { key, ttlMs: this.#o.dedupeTtl } : undefined,
+      )
     } catch (err) {
-      // Let the retry publish. (If the reply was lost but the publish ran, the retry
-      // publishes it a second time: at least once, never silently dropped.)
-      if (key !== undefined)
-        void this.#d.broker.settle(key, RELEASED, this.#o.dedupeTtl).catch(() => {})
+      // Let the retry publish: the claim goes if it is still pending. If the publish ran and
+      // only its reply was lost, the claim holds its seq and the retry is answered with it.
+      if (key !== undefined) void this.#d.broker.release(key).catch(() => {})
       this.#fail(st, f.op, f.id, 'UNAVAILABLE', `publish failed: ${(err as Error).message}`)
       return
     }
@@ -587,7 +587,6 @@ export class PubSub implements Behaviour {
         data,
       })
     if (key !== undefined) {
-      await this.#d.broker.settle(key, String(m.seq), this.#o.dedupeTtl).catch(() => {})
       this.#send(
         st,
         frameText('ack', {
