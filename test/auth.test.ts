@@ -15,19 +15,8 @@ import { WebSocket } from 'ws'
 import { sha256 } from '../src/auth/index.js'
 import { createServer, type WirelogOptions } from '../src/index.js'
 import { rawHttp, upgradeRequest } from './frames.js'
-import { expectRejected, startServer, tempDir, waitFor, waitForLine } from './helpers.js'
+import { expectRejected, tempDir, waitFor, waitForLine, withServer } from './helpers.js'
 import { v1 } from './v1.js'
-
-type T = Awaited<ReturnType<typeof startServer>>
-
-async function withServer(options: WirelogOptions, fn: (t: T) => Promise<void>): Promise<void> {
-  const t = await startServer(options)
-  try {
-    await fn(t)
-  } finally {
-    await t.stop()
-  }
-}
 
 interface Keys {
   alg: string

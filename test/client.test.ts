@@ -14,21 +14,10 @@ import { SignJWT } from 'jose'
 import { MemoryBroker, MemoryHub } from '../src/broker/memory.js'
 import { connect, type WirelogError } from '../src/client/index.js'
 import type { Connection } from '../src/connection.js'
-import { createServer, type WirelogOptions } from '../src/index.js'
+import { createServer } from '../src/index.js'
 import { withChromium } from './chromium.js'
-import { ROOT, startServer, tempDir, waitFor } from './helpers.js'
+import { ROOT, tempDir, waitFor, withServer } from './helpers.js'
 import { v1 } from './v1.js'
-
-type T = Awaited<ReturnType<typeof startServer>>
-
-async function withServer(options: WirelogOptions, fn: (t: T) => Promise<void>): Promise<void> {
-  const t = await startServer(options)
-  try {
-    await fn(t)
-  } finally {
-    await t.stop()
-  }
-}
 
 describe('wirelog/client in Node', () => {
   it('subscribes with a callback and an async iterator, publishes with acks, gets directs', async () => {

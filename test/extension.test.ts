@@ -19,7 +19,7 @@ import {
 } from '../src/index.js'
 import { recordedStatusCode, wsAdapterStatus } from '../src/ws-adapter.js'
 import { frame, OP, rawHttp, upgradeRequest } from './frames.js'
-import { connect, expectRejected, startServer, waitFor, waitForLine } from './helpers.js'
+import { connect, expectRejected, waitFor, waitForLine, withServer } from './helpers.js'
 
 interface Reply {
   status: number
@@ -47,18 +47,6 @@ function http(
     req.on('error', rejectP)
     req.end()
   })
-}
-
-async function withServer(
-  options: WirelogOptions,
-  fn: (t: Awaited<ReturnType<typeof startServer>>) => Promise<void>,
-): Promise<void> {
-  const t = await startServer(options)
-  try {
-    await fn(t)
-  } finally {
-    await t.stop()
-  }
 }
 
 describe('HTTP routes', () => {

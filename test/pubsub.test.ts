@@ -4,23 +4,10 @@
  */
 import { strict as assert } from 'node:assert'
 import { describe, it } from 'node:test'
-import type { WirelogOptions } from '../src/index.js'
 import { checkTopic, covers, matches } from '../src/index.js'
 import { SubscriptionIndex } from '../src/pubsub/topics.js'
-import { connect, startServer, waitFor, waitForLine } from './helpers.js'
+import { connect, waitFor, waitForLine, withServer } from './helpers.js'
 import { type Frame, v1 } from './v1.js'
-
-async function withServer(
-  options: WirelogOptions,
-  fn: (t: Awaited<ReturnType<typeof startServer>>) => Promise<void>,
-): Promise<void> {
-  const t = await startServer(options)
-  try {
-    await fn(t)
-  } finally {
-    await t.stop()
-  }
-}
 
 describe('topic grammar', () => {
   it('accepts dot-separated segments; * and > only in patterns; limits length', () => {

@@ -8,21 +8,8 @@ import { once } from 'node:events'
 import { describe, it } from 'node:test'
 import { connect as clientConnect, type TopicMessage } from '../src/client/index.js'
 import type { Connection } from '../src/connection.js'
-import type { WirelogOptions } from '../src/index.js'
-import { startServer, waitFor, waitForLine } from './helpers.js'
+import { type startServer, waitFor, waitForLine, withServer } from './helpers.js'
 import { type Frame, v1 } from './v1.js'
-
-async function withServer(
-  options: WirelogOptions,
-  fn: (t: Awaited<ReturnType<typeof startServer>>) => Promise<void>,
-): Promise<void> {
-  const t = await startServer(options)
-  try {
-    await fn(t)
-  } finally {
-    await t.stop()
-  }
-}
 
 /** Cut the TCP connection of the server-side client with id `id`, no close frame. */
 function cut(t: Awaited<ReturnType<typeof startServer>>, id: string): void {
