@@ -84,11 +84,13 @@ export function workerSetup(config: Config): { options: WirelogOptions; deps: Se
 }
 
 let metricsAsked = 0
+let metricsListening = false
 const metricsWaiting = new Map<number, { resolve(text: string): void; reject(e: Error): void }>()
 
 /** In a worker: the /metrics text of all workers, summed by the primary. */
 function askPrimaryForMetrics(): Promise<string> {
-  if (metricsWaiting.size === 0 && metricsAsked === 0) {
+  if (!metricsListening) {
+    metricsListening = true
     process.on('message', (m: unknown) => {
       const c = m as Control
       if (c?.wl !== 'metrics-text') return

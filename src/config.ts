@@ -1169,8 +1169,8 @@ function setPath(obj: Record<string, unknown>, path: string, value: unknown): vo
 // --- Reading the schema (ranges for messages, key names for suggestions, the README table) ---
 
 /**
- * A schema node as this module reads it: its kind and children, read once from zod's
- * documented schema accessors (`_def`, `shape`, `element`, `options`, `minValue`, …).
+ * A schema node as this module reads it: its kind and children, read once through zod's
+ * public schema API (`instanceof`, `shape`, `element`, `options`, `unwrap()`, `minValue`, …).
  */
 export interface SchemaNode {
   readonly def: {
@@ -1196,18 +1196,14 @@ const nodes = new WeakMap<z.ZodTypeAny, SchemaNode>()
 function node(s: z.ZodTypeAny): SchemaNode {
   const known = nodes.get(s)
   if (known) return known
-  const d = s._def as { typeName?: string } & Record<string, unknown>
-  const kind = (d.typeName ?? '').replace(/^Zod/, '').toLowerCase()
-  const child = (x: unknown): SchemaNode | undefined =>
-    x instanceof z.ZodType ? node(x as z.ZodTypeAny) : undefined
   let def: SchemaNode['def']
-  if (kind === 'effects') def = { type: 'pipe', in: child(d.schema) }
-  else if (kind === 'pipeline') def = { type: 'pipe', in: child(d.in) }
+  // Refinements (`.refine`, `.superRefine`) wrap the schema they check.
+  if (s instanceof z.ZodEffects) def = { type: 'pipe', in: node(s.innerType()) }
   else if (s instanceof z.ZodObject) {
     const shape: Record<string, SchemaNode> = {}
     for (const [k, v] of Object.entries(s.shape as Record<string, z.ZodTypeAny>)) shape[k] = node(v)
     def = { type: 'object', shape }
-  } else if (s instanceof z.ZodArray) def = { type: 'array', element: child(s.element) }
+  } else if (s instanceof z.ZodArray) def = { type: 'array', element: node(s.element) }
   else if (s instanceof z.ZodUnion || s instanceof z.ZodDiscriminatedUnion) {
     const opts = [...(s.options as Iterable<z.ZodTypeAny>)].map(node)
     def = { type: 'union', options: opts }
@@ -1217,13 +1213,17 @@ function node(s: z.ZodTypeAny): SchemaNode {
       entries: Object.fromEntries((s.options as string[]).map((v) => [v, v])),
     }
   else if (s instanceof z.ZodLiteral) def = { type: 'literal', values: [s.value] }
-  else if (s instanceof z.ZodDefault)
+  else if (s instanceof z.ZodDefault) {
+    // The default is what the schema makes of a missing value.
+    const r = s.safeParse(undefined)
     def = {
       type: 'default',
-      innerType: child(d.innerType),
-      defaultValue: (d.defaultValue as () => unknown)(),
+      innerType: node(s.removeDefault()),
+      defaultValue: r.success ? r.data : undefined,
     }
-  else def = { type: kind, innerType: child(d.innerType) }
+  } else if (s instanceof z.ZodOptional) def = { type: 'optional', innerType: node(s.unwrap()) }
+  else if (s instanceof z.ZodNullable) def = { type: 'nullable', innerType: node(s.unwrap()) }
+  else def = { type: s.constructor.name.replace(/^Zod/, '').toLowerCase() }
   const n: SchemaNode =
     s instanceof z.ZodNumber
       ? { def, minValue: s.minValue, maxValue: s.maxValue, isInt: s.isInt }
@@ -1234,7 +1234,7 @@ function node(s: z.ZodTypeAny): SchemaNode {
   return n
 }
 
-const WRAPPERS = new Set(['default', 'optional', 'nullable', 'readonly', 'catch', 'branded'])
+const WRAPPERS = new Set(['default', 'optional', 'nullable'])
 
 /** The schema inside defaults, optionals and pipes. */
 export function unwrap(s: SchemaNode): SchemaNode {

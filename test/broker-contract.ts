@@ -215,8 +215,11 @@ export function brokerContract(
       await run(async (a, b) => {
         assert.equal(await a.broker.claim('k', 60_000), undefined)
         assert.equal(await b.broker.claim('k', 60_000), 'pending')
-        await a.broker.settle('k', '42', 60_000)
-        assert.equal(await b.broker.claim('k', 60_000), '42')
+        const m = await a.broker.publish('claims', { client: 'c1' }, '1', {
+          key: 'k',
+          ttlMs: 60_000,
+        })
+        assert.equal(await b.broker.claim('k', 60_000), String(m.seq))
       })
     })
 

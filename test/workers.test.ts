@@ -115,6 +115,11 @@ describe('--workers', () => {
       for (const c of rest) await c.close()
       for (let i = 0; i < 3; i++) await a.call({ op: 'ping' })
       for (let i = 0; i < 5; i++) await b.call({ op: 'ping' })
+      // The closed extra connections leave the server asynchronously: wait until they have.
+      await waitFor(async () => {
+        const r = await http(w.cli.port, '/metrics')
+        return sampleValue(promlint(r.body).samples, 'wirelog_connections_open') === 2
+      }, 'the extra connections to be gone')
       // Each scrape is a new connection, answered by whichever worker gets it.
       for (let i = 0; i < 4; i++) {
         const r = await http(w.cli.port, '/metrics')

@@ -190,9 +190,6 @@ export class IpcBroker implements Broker {
   claim(key: string, ttlMs: number): Promise<string | undefined> {
     return this.#call('claim', key, ttlMs)
   }
-  settle(key: string, value: string, ttlMs: number): Promise<void> {
-    return this.#call('settle', key, value, ttlMs)
-  }
   release(key: string): Promise<void> {
     return this.#call('release', key)
   }
@@ -269,8 +266,7 @@ export class IpcBrokerHost {
         track(o, call.method, args)
         value = await (b[call.method] as (...a: unknown[]) => Promise<unknown>)(...args)
         if (call.method === 'claim' && value === undefined) o.claims.add(args[0] as string)
-        else if (call.method === 'settle' || call.method === 'release')
-          o.claims.delete(args[0] as string)
+        else if (call.method === 'release') o.claims.delete(args[0] as string)
         else if (call.method === 'publish' && args[3] != null)
           o.claims.delete((args[3] as PublishClaim).key)
       }

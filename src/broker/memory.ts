@@ -279,10 +279,6 @@ export class MemoryBroker implements Broker {
     return undefined
   }
 
-  async settle(key: string, value: string, ttlMs: number): Promise<void> {
-    this.#hub.claims.set(key, { value, expires: Date.now() + ttlMs })
-  }
-
   async release(key: string): Promise<void> {
     if (this.#hub.claims.get(key)?.value === 'pending') this.#hub.claims.delete(key)
   }

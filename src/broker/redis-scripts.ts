@@ -316,9 +316,3 @@ export const RELEASE = `
 if redis.call('GET', KEYS[1]) == 'pending' then redis.call('DEL', KEYS[1]) end
 redis.call('SREM', KEYS[2], 'k\\n' .. ARGV[1])
 `
-
-/** Settle a claim. KEYS: claim key, node's set. ARGV: value, ttl, key. */
-export const SETTLE = `
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SREM', KEYS[2], 'k\\n' .. ARGV[3])
-`

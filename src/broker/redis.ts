@@ -104,7 +104,6 @@ const SCRIPTS = {
   heartbeat: script(lua.HEARTBEAT),
   sweep: script(lua.SWEEP),
   claim: script(lua.CLAIM),
-  settle: script(lua.SETTLE),
   release: script(lua.RELEASE),
 } as const
 
@@ -668,14 +667,6 @@ export class RedisBroker implements Broker {
       SCRIPTS.release,
       [this.#ch(`k:${key}`), this.#ch(`nk:${this.#self()}`)],
       [key],
-    )
-  }
-
-  async settle(key: string, value: string, ttlMs: number): Promise<void> {
-    await this.#script(
-      SCRIPTS.settle,
-      [this.#ch(`k:${key}`), this.#ch(`nk:${this.#self()}`)],
-      [value, String(Math.max(1, ttlMs)), key],
     )
   }
 }

@@ -173,10 +173,9 @@ export interface Broker {
 
   /**
    * Idempotency: the first `claim(key)` gets `undefined`; later claims within `ttlMs` get
-   * the value stored with `settle(key, value)` (or `'pending'` before that).
+   * the seq a `publish()` with that claim stored (or `'pending'` before that).
    */
   claim(key: string, ttlMs: number): Promise<string | undefined>
-  settle(key: string, value: string, ttlMs: number): Promise<void>
   /** Drop a claim that is still pending (its publish did not run): the next claim wins it. */
   release(key: string): Promise<void>
 }
